@@ -1,0 +1,1 @@
+"""Classical multi-label baselines (BR, CC, LP) on pooled features."""

@@ -1,0 +1,1 @@
+"""Neural methods, one file each; configs in configs/<method>.yaml."""

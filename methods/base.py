@@ -1,0 +1,111 @@
+"""The Method base class: an nn.Module with a forward, a loss and a training step.
+
+A method subclasses :class:`Method`, registers itself with
+``@register("name")`` (mmerbench.registry) and keeps its paper's
+hyperparameters in ``configs/<name>.yaml``. The runner calls, per batch,
+``training_step(batch, optimizer)``; the default is forward → loss →
+backward → clip → step, and methods whose step differs override it.
+"""
+
+from __future__ import annotations
+
+from abc import ABCMeta, abstractmethod
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from mmerbench.data.batching import Batch
+from mmerbench.data.spec import DatasetSpec
+
+
+@dataclass
+class Output:
+    scores: torch.Tensor  # logits (multilabel/binary/multiclass) or predictions (regression)
+    aux: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class LossParts:
+    total: torch.Tensor
+    parts: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def task_loss(spec: DatasetSpec, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """BCE with logits for multi-label and binary, cross-entropy for multi-class, L1 for regression."""
+    if spec.task == "multilabel":
+        return F.binary_cross_entropy_with_logits(scores, labels)
+    if spec.task == "binary":
+        return F.binary_cross_entropy_with_logits(scores.reshape(-1), labels)
+    if spec.task == "multiclass":
+        return F.cross_entropy(scores, labels)
+    return F.l1_loss(scores.reshape(-1), labels)
+
+
+def to_probabilities(task: str, scores: torch.Tensor) -> torch.Tensor:
+    """What the metrics score: sigmoid / softmax probabilities, or the regression output."""
+    if task in ("multilabel",):
+        return torch.sigmoid(scores)
+    if task == "binary":
+        return torch.sigmoid(scores.reshape(-1))
+    if task == "multiclass":
+        return torch.softmax(scores, dim=-1)
+    return scores.reshape(-1)
+
+
+def output_size(spec: DatasetSpec) -> int:
+    return {"multilabel": spec.num_labels, "multiclass": spec.num_labels, "binary": 1, "regression": 1}[spec.task]
+
+
+class Method(nn.Module, metaclass=ABCMeta):  # ABCMeta: forward is abstract
+    kind: ClassVar[str] = "torch"
+    name: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    tasks: ClassVar[tuple[str, ...]] = ("multilabel",)
+    config_package: ClassVar[str] = "mmerbench.methods"
+
+    def __init__(self, spec: DatasetSpec, **hparams: Any) -> None:
+        super().__init__()
+        self.spec = spec
+        self.hparams = dict(hparams)
+
+    # -- the model ---------------------------------------------------------
+    @abstractmethod
+    def forward(self, batch: Batch) -> Output:
+        """Scores for the batch (logits, or the regression output) and named auxiliary outputs."""
+
+    def loss(self, batch: Batch, out: Output) -> LossParts:
+        main = task_loss(self.spec, out.scores, batch.labels)
+        return LossParts(total=main, parts={"task": main})
+
+    def probabilities(self, out: Output) -> torch.Tensor:
+        return to_probabilities(self.spec.task, out.scores)
+
+    # -- training ------------------------------------------------------------
+    def configure_optimizer(self) -> tuple[torch.optim.Optimizer, Any]:
+        """Adam at `lr` (with `weight_decay`); no schedule unless a method says otherwise."""
+        hp = self.hparams
+        opt = torch.optim.Adam(self.parameters(), lr=float(hp.get("lr", 1e-3)),
+                               weight_decay=float(hp.get("weight_decay", 0.0)))
+        return opt, None
+
+    def training_step(self, batch: Batch, optimizer: torch.optim.Optimizer, autocast=nullcontext) -> LossParts:
+        optimizer.zero_grad(set_to_none=True)
+        with autocast():
+            out = self(batch)
+            parts = self.loss(batch, out)
+        parts.total.backward()
+        clip = self.hparams.get("grad_clip")
+        if clip:
+            torch.nn.utils.clip_grad_norm_(self.parameters(), float(clip))
+        optimizer.step()
+        return parts
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over real time steps: x [B, L, D], mask [B, L] → [B, D] (0 where a sample has none)."""
+    m = mask.unsqueeze(-1).to(x.dtype)
+    return (x * m).sum(1) / m.sum(1).clamp_min(1.0)

@@ -1,0 +1,142 @@
+"""The `mmerbench` command line: parse options, call the library, print.
+
+Heavy imports (torch, pandas, scikit-learn) happen inside the commands, so
+``mmerbench --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from mmerbench.errors import MmerbenchError
+
+# Options that take several values after one flag (`--seeds 1 2 3`), rewritten
+# to click's repeated form (`--seeds 1 --seeds 2 --seeds 3`) before parsing.
+GREEDY_OPTIONS = ("--seeds", "--set")
+
+
+def _expand_greedy(args: list[str]) -> list[str]:
+    out, i = [], 0
+    while i < len(args):
+        a = args[i]
+        if a in GREEDY_OPTIONS:
+            j = i + 1
+            while j < len(args) and not args[j].startswith("--"):
+                out += [a, args[j]]
+                j += 1
+            if j == i + 1:
+                out.append(a)  # let click report the missing value
+            i = j
+        else:
+            out.append(a)
+            i += 1
+    return out
+
+
+class GreedyCommand(click.Command):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, _expand_greedy(args))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mmerbench")
+def cli() -> None:
+    """Benchmark multimodal emotion recognition methods under one protocol.
+
+    \b
+    Examples:
+      mmerbench datasets
+      mmerbench run --method br --dataset synth-mosei-aligned --seeds 1 2 3
+      mmerbench run --method tailor --dataset mosei-unaligned --data-dir ~/data
+    """
+
+
+@cli.command(cls=GreedyCommand)
+@click.option("--method", "-m", required=True, help="A registered method or baseline (see `mmerbench methods`).")
+@click.option("--dataset", "-d", required=True, help="A registered dataset (see `mmerbench datasets`).")
+@click.option("--seeds", multiple=True, type=int, default=(1,), show_default=True, help="One run per seed: --seeds 1 2 3.")
+@click.option("--epochs", type=int, default=None, help="Override the config's number of epochs.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value: --set lr=1e-4 modalities=[text].")
+@click.option("--preset", default=None, help="A named preset of the method's config, e.g. `small` for CPU smoke runs.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Data root (default $MMERBENCH_DATA, else ~/.cache/mmerbench/data).")
+@click.option("--runs-dir", type=click.Path(file_okay=False), default=None, help="Run store (default $MMERBENCH_RUNS, else ./runs).")
+@click.option("--force", is_flag=True, help="Run again even when a finished run exists.")
+@click.option("--scale", type=float, default=None, help="Synthetic twins: fraction of the real split sizes (default 0.2; 1 = full size).")
+@click.option("--data-seed", type=int, default=None, help="Synthetic twins: the seed the data is generated from (default 0).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def run(method, dataset, seeds, epochs, overrides, preset, device, data_dir, runs_dir, force, scale, data_seed, quiet):
+    """Train and score METHOD on DATASET, one run per seed, into the run store.
+
+    \b
+    Example:
+      mmerbench run --method br --dataset synth-mosei-aligned --seeds 1 2 3
+    """
+    from mmerbench.report.console import run_table
+    from mmerbench.runner import RunRequest, run as run_all
+
+    req = RunRequest(
+        method=method, dataset=dataset, seeds=tuple(dict.fromkeys(seeds)), epochs=epochs,
+        overrides=tuple(overrides), preset=preset, device=device, data_dir=data_dir, runs_dir=runs_dir,
+        force=force, scale=scale, data_seed=data_seed, progress=not quiet,
+    )
+    out = run_all(req)
+    click.echo(run_table(out))
+
+
+@cli.command()
+def methods():
+    """List the registered methods and baselines."""
+    from tabulate import tabulate
+
+    from mmerbench.registry import METHODS
+
+    rows = []
+    for name in METHODS.names():
+        cls = METHODS.get(name)
+        rows.append((name, cls.kind, ", ".join(cls.tasks), cls.paper))
+    click.echo(tabulate(rows, headers=["method", "kind", "tasks", "paper"]))
+
+
+@cli.command()
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Data root to look in.")
+def datasets(data_dir):
+    """List the registered datasets and whether each is present on disk."""
+    from tabulate import tabulate
+
+    from mmerbench.data import paths
+    from mmerbench.data.registry import DATASETS, is_present
+
+    rows = []
+    for name in DATASETS.names():
+        e = DATASETS.get(name)
+        s = e.spec
+        mods = ", ".join(f"{m} {ms.dim}×{ms.length}" for m, ms in s.modalities.items())
+        sizes = "/".join(str(s.splits[k]) for k in ("train", "valid", "test"))
+        where = "generated" if e.synthetic else ("present" if is_present(name, data_dir) else "absent")
+        rows.append((name, s.task, len(s.labels), mods, sizes, where))
+    click.echo(tabulate(rows, headers=["dataset", "task", "labels", "modalities (dim×len)", "train/valid/test", "data"]))
+    click.echo(f"\ndata root: {paths.data_root(data_dir)}  (twins' sizes shown at full scale; default --scale 0.2)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="mmerbench", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except MmerbenchError as e:
+        click.echo(f"Error: {e}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("Interrupted; finished seeds are stored, an unfinished one resumes on the next run.", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""Method configs as data: `<package>/configs/<method>.yaml` → one resolved, hashable dict.
+
+A config file::
+
+    version: 1
+    paper: "Title (Venue year)"
+    defaults: {lr: 1.0e-3, epochs: 20, ...}      # every key a run may set
+    datasets: {mosei-aligned: {lr: 1.0e-4}}      # the paper's values per dataset
+    presets: {small: {hidden: 32}}               # named bundles (--preset small)
+
+Resolution order: defaults ← datasets[<real dataset>] ← presets[<preset>] ←
+``--epochs`` ← ``--set key=value``. A synthetic twin takes its real set's
+entry. Only keys present in `defaults` may be set, so a typo is an error.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from mmerbench.errors import MmerbenchError
+
+CONFIG_VERSION = 1
+
+
+def _config_text(package: str, method: str) -> str | None:
+    try:
+        f = resources.files(package).joinpath("configs", f"{method}.yaml")
+        return f.read_text() if f.is_file() else None
+    except (ModuleNotFoundError, FileNotFoundError):
+        return None
+
+
+def load_config_file(method: str, package: str) -> dict[str, Any]:
+    text = _config_text(package, method)
+    if text is None:
+        return {"version": CONFIG_VERSION, "defaults": {}, "datasets": {}, "presets": {}}
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise MmerbenchError(f"Config file for {method!r} is not valid YAML: {e}") from None
+    for key in ("defaults", "datasets", "presets"):
+        data.setdefault(key, {})
+        if not isinstance(data[key], dict):
+            raise MmerbenchError(f"Config file for {method!r}: `{key}` must be a mapping.")
+    return data
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """`key=value` with the value read as YAML (`3`, `1e-4`, `[text, audio]`, `true`)."""
+    if "=" not in item:
+        raise MmerbenchError(f"Expected `--set key=value`, but got {item!r}.")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def resolve(
+    method: str,
+    package: str,
+    *,
+    dataset: str,
+    base_dataset: str,
+    preset: str | None = None,
+    epochs: int | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    base: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The resolved config of one run (without its seed).
+
+    `base` holds settings every method has (the decision threshold, from the
+    dataset spec); the file's defaults override them.
+    """
+    data = load_config_file(method, package)
+    params: dict[str, Any] = dict(base or {})
+    params.update(data["defaults"])
+    params.update(data["datasets"].get(base_dataset) or {})
+    if preset is not None:
+        if preset not in data["presets"]:
+            known = ", ".join(sorted(data["presets"])) or "none"
+            raise MmerbenchError(f"Unknown preset {preset!r} for {method!r}. Known: {known}.")
+        params.update(data["presets"][preset] or {})
+    if epochs is not None:
+        _check_key(method, "epochs", params)
+        params["epochs"] = int(epochs)
+    for item in overrides:
+        key, value = parse_override(item)
+        _check_key(method, key, params)
+        params[key] = value
+    cfg = {
+        "method": method,
+        "dataset": dataset,
+        "preset": preset,
+        "params": params,
+    }
+    if extra:
+        cfg.update(extra)
+    return cfg
+
+
+def _check_key(method: str, key: str, params: dict[str, Any]) -> None:
+    if key not in params:
+        close = difflib.get_close_matches(key, list(params), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise MmerbenchError(
+            f"{method!r} has no setting {key!r}.{hint} Settings: {', '.join(sorted(params))}."
+        )
+
+
+def config_hash(cfg: dict[str, Any]) -> str:
+    """A short stable hash of the resolved config: it names the run folder."""
+    blob = json.dumps(cfg, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]

@@ -1,0 +1,1 @@
+"""Data layer: specs, the dataset registry, readers, synthetic twins, cache, batching."""

@@ -1,0 +1,114 @@
+"""In-memory datasets: per split, per modality a float32 array [N, L, D] and a mask [N, L]."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mmerbench.data.spec import SPLITS, DatasetSpec
+from mmerbench.errors import DataError
+
+
+@dataclass
+class Split:
+    inputs: dict[str, np.ndarray]  # modality -> float32 [N, L, D]
+    masks: dict[str, np.ndarray]  # modality -> bool [N, L], True = a real time step
+    labels: np.ndarray  # multilabel int8 [N, C]; multiclass int64 [N]; regression float32 [N]; binary int64 [N]
+    ids: np.ndarray  # str [N]
+    extras: dict[str, np.ndarray] = field(default_factory=dict)  # optional per-sample arrays [N, ...]
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+@dataclass
+class LoadReport:
+    """What a load found: non-finite values zeroed (per split and modality), source and cache use."""
+
+    source: str = ""
+    nonfinite: dict[str, dict[str, int]] = field(default_factory=dict)
+    from_cache: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def nonfinite_total(self) -> int:
+        return sum(n for per in self.nonfinite.values() for n in per.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "nonfinite": self.nonfinite,
+            "nonfinite_total": self.nonfinite_total,
+            "from_cache": self.from_cache,
+            "notes": list(self.notes),
+        }
+
+
+@dataclass
+class Dataset:
+    spec: DatasetSpec
+    splits: dict[str, Split]
+    report: LoadReport = field(default_factory=LoadReport)
+
+    def __getitem__(self, split: str) -> Split:
+        return self.splits[split]
+
+    def validate(self) -> "Dataset":
+        """Check every array against the spec; raise DataError naming the first mismatch."""
+        spec = self.spec
+        for split in SPLITS:
+            if split not in self.splits:
+                raise DataError(f"{spec.name}: split {split!r} is missing.")
+        for split, s in self.splits.items():
+            n = len(s)
+            where = f"{spec.name}/{split}"
+            if s.ids.shape != (n,):
+                raise DataError(f"{where}: expected {n} ids, but got shape {s.ids.shape}.")
+            _check_labels(spec, s.labels, where)
+            for m, ms in spec.modalities.items():
+                if m not in s.inputs:
+                    raise DataError(f"{where}: modality {m!r} is missing.")
+                x, mask = s.inputs[m], s.masks.get(m)
+                if x.ndim != 3 or x.shape[0] != n or x.shape[2] != ms.dim or x.shape[1] != ms.length:
+                    raise DataError(
+                        f"{where}: expected {m} features of shape ({n}, {ms.length}, {ms.dim}), "
+                        f"but got {tuple(x.shape)}."
+                    )
+                if mask is None or mask.shape != (n, ms.length) or mask.dtype != np.bool_:
+                    raise DataError(f"{where}: expected a boolean {m} mask of shape ({n}, {ms.length}).")
+            for k, v in s.extras.items():
+                if v.shape[0] != n:
+                    raise DataError(f"{where}: extra {k!r} has {v.shape[0]} rows for {n} samples.")
+        return self
+
+
+def _check_labels(spec: DatasetSpec, y: np.ndarray, where: str) -> None:
+    n = y.shape[0]
+    if spec.task == "multilabel":
+        if y.shape != (n, spec.num_labels) or not np.isin(y, (0, 1)).all():
+            raise DataError(f"{where}: expected 0/1 labels of shape ({n}, {spec.num_labels}), but got {y.shape}.")
+    elif spec.task in ("multiclass", "binary"):
+        k = spec.num_labels if spec.task == "multiclass" else 2
+        if y.ndim != 1 or (n and (y.min() < 0 or y.max() >= k)):
+            raise DataError(f"{where}: expected class indices in [0, {k}) of shape ({n},).")
+    elif spec.task == "regression":
+        if y.ndim != 1 or not np.isfinite(y).all():
+            raise DataError(f"{where}: expected finite regression targets of shape ({n},).")
+
+
+def zero_nonfinite(x: np.ndarray) -> tuple[np.ndarray, int]:
+    """Set NaN/±inf to 0 in place (copying read-only arrays) and return how many there were."""
+    bad = ~np.isfinite(x)
+    count = int(bad.sum())
+    if count:
+        if not x.flags.writeable:
+            x = x.copy()
+        x[bad] = 0.0
+    return x, count
+
+
+def mask_from_features(x: np.ndarray) -> np.ndarray:
+    """A time step is real when any of its features is non-zero (how the public files pad)."""
+    return np.any(x != 0, axis=-1)

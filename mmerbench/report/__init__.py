@@ -1,0 +1,1 @@
+"""Reports: console tables now; leaderboards and paper tables build on the same rows."""

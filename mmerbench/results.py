@@ -1,0 +1,118 @@
+"""The run store: one folder per run, written so that a complete run is unmistakable.
+
+``<runs>/<dataset>/<method>/<config-hash>/seed-<n>/`` holds
+
+* ``config.yaml``      the resolved config (its hash names the parent folder)
+* ``env.json``         package versions, device, git commit, date
+* ``history.json``     per-epoch losses (named parts) and validation metrics
+* ``checkpoint.pt``    torch methods: model/optimizer state after the last epoch and the selected weights
+* ``predictions.npz``  ids, truth and scores for valid and test (for significance tests)
+* ``metrics.json``     ``{"valid": {...}, "test": {...}, "decision": {...}}``
+
+A run is complete when ``metrics.json`` exists: it is written last and
+atomically (temporary name, then rename), so a killed run never looks complete.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, TypedDict
+
+import numpy as np
+import yaml
+
+METRICS_FILE = "metrics.json"
+SPLITS_SCORED = ("valid", "test")
+
+
+class Decision(TypedDict, total=False):
+    rule: str  # e.g. "probability > threshold"
+    threshold: float
+    score: str  # what was thresholded: "sigmoid", "softmax", "argmax", "regression"
+
+
+class RunMetrics(TypedDict):
+    valid: dict[str, float]
+    test: dict[str, float]
+    decision: Decision
+
+
+def run_dir(runs_root: Path, dataset: str, method: str, config_hash: str, seed: int) -> Path:
+    return Path(runs_root) / dataset / method / config_hash / f"seed-{seed}"
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: Path, obj: Any) -> None:
+    _atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def write_yaml(path: Path, obj: Any) -> None:
+    _atomic_write_bytes(Path(path), yaml.safe_dump(obj, sort_keys=True).encode())
+
+
+def write_predictions(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    _atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def read_metrics(folder: Path) -> RunMetrics | None:
+    """The run's metrics, or None while the run is incomplete (or its file is unreadable)."""
+    try:
+        data = json.loads((Path(folder) / METRICS_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not isinstance(data, dict) or not all(k in data for k in ("valid", "test", "decision")):
+        return None
+    return data  # type: ignore[return-value]
+
+
+def is_complete(folder: Path) -> bool:
+    return read_metrics(folder) is not None
+
+
+def iter_runs(runs_root: Path):
+    """Complete run folders under the store: (dataset, method, config_hash, seed, folder)."""
+    root = Path(runs_root)
+    for mfile in sorted(root.glob(f"*/*/*/seed-*/{METRICS_FILE}")):
+        folder = mfile.parent
+        try:
+            seed = int(folder.name.split("-", 1)[1])
+        except ValueError:
+            continue
+        if is_complete(folder):
+            chash, method, dataset = folder.parent.name, folder.parent.parent.name, folder.parent.parent.parent.name
+            yield dataset, method, chash, seed, folder
+
+
+def collect(runs_dir: str | os.PathLike) -> "pandas.DataFrame":  # noqa: F821
+    """Every complete run as a tidy frame: dataset, method, config_hash, seed, split, metric, value."""
+    import pandas as pd
+
+    rows = []
+    for dataset, method, chash, seed, folder in iter_runs(Path(runs_dir)):
+        metrics = read_metrics(folder)
+        assert metrics is not None
+        for split in SPLITS_SCORED:
+            for name, value in metrics[split].items():
+                rows.append((dataset, method, chash, seed, split, name, float(value)))
+    cols = ["dataset", "method", "config_hash", "seed", "split", "metric", "value"]
+    return pd.DataFrame(rows, columns=cols)

@@ -1,0 +1,439 @@
+"""Seeded train → select-on-valid → test loop, for torch methods and scikit-learn baselines.
+
+Protocol (the same for every method):
+
+* Python, NumPy and torch are seeded; deterministic algorithms are on. The
+  torch RNG is re-seeded from (seed, epoch) at the start of every epoch and
+  the batch order comes from a generator seeded the same way, so a run resumed
+  from its checkpoint after epoch k continues exactly as if never stopped.
+* The epoch is selected on the validation split only (``select``: a metric
+  or ``loss``); the selected weights are copied (never a live reference) and
+  the test split is scored once, with them, on every sample.
+* A checkpoint is written atomically after every epoch; a finished run (its
+  ``metrics.json`` exists) is skipped unless ``force``.
+* On CUDA, bf16 autocast when the config's ``amp`` is on; CPU stays float32.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import os
+import platform
+import random
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from mmerbench import config as configlib
+from mmerbench import metrics as metricslib
+from mmerbench import results
+from mmerbench.data import paths
+from mmerbench.data.dataset import Dataset
+from mmerbench.data.registry import DEFAULT_TWIN_SCALE, DEFAULT_TWIN_SEED, get_entry, load_dataset
+from mmerbench.data.spec import DatasetSpec
+from mmerbench.errors import MmerbenchError
+from mmerbench.registry import get_method
+
+CHECKPOINT = "checkpoint.pt"
+MODEL = "model.pt"
+
+
+@dataclass
+class RunRequest:
+    method: str
+    dataset: str
+    seeds: tuple[int, ...] = (1,)
+    epochs: int | None = None
+    overrides: tuple[str, ...] = ()
+    preset: str | None = None
+    device: str = "auto"
+    data_dir: str | None = None
+    runs_dir: str | None = None
+    force: bool = False
+    scale: float | None = None  # synthetic twins only
+    data_seed: int | None = None  # synthetic twins only
+    progress: bool = True
+
+
+@dataclass
+class SeedResult:
+    seed: int
+    folder: Path
+    status: str  # "ran", "resumed", "skipped"
+    metrics: results.RunMetrics
+    seconds: float = 0.0
+
+
+@dataclass
+class Prepared:
+    """A request resolved to one config, its hash and the method class, before any data is read."""
+
+    request: RunRequest
+    cls: type
+    spec: DatasetSpec
+    config: dict[str, Any]
+    config_hash: str
+    folders: dict[int, Path] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------- set-up
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise MmerbenchError("--device cuda was asked for, but torch sees no CUDA device here.")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise MmerbenchError(f"Unknown device {device!r}: use auto, cpu or cuda.")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def deterministic_mode() -> None:
+    import torch
+
+    # cuBLAS needs this set before the first CUDA call to be deterministic.
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7919 + 17) % (2**63 - 1)
+
+
+def prepare(req: RunRequest) -> Prepared:
+    cls = get_method(req.method)
+    entry = get_entry(req.dataset)
+    spec = entry.spec
+    if spec.task not in cls.tasks:
+        raise MmerbenchError(
+            f"{req.method!r} does not handle {spec.task} datasets like {req.dataset!r} "
+            f"(it handles: {', '.join(cls.tasks)})."
+        )
+    extra: dict[str, Any] = {}
+    if entry.synthetic:
+        extra["data"] = {
+            "scale": DEFAULT_TWIN_SCALE if req.scale is None else float(req.scale),
+            "seed": DEFAULT_TWIN_SEED if req.data_seed is None else int(req.data_seed),
+        }
+    elif req.scale is not None or req.data_seed is not None:
+        raise MmerbenchError(f"--scale and --data-seed apply to synthetic twins only, not to {req.dataset!r}.")
+    cfg = configlib.resolve(
+        req.method,
+        cls.config_package,
+        dataset=req.dataset,
+        base_dataset=spec.base_name,
+        preset=req.preset,
+        epochs=req.epochs if cls.kind == "torch" else None,
+        overrides=req.overrides,
+        base={"threshold": spec.threshold},
+        extra=extra,
+    )
+    if req.epochs is not None and cls.kind != "torch":
+        raise MmerbenchError(f"{req.method!r} is not trained in epochs; drop --epochs.")
+    params = cfg["params"]
+    if "modalities" in params:
+        mods = params["modalities"] or list(spec.modalities)
+        if isinstance(mods, str):
+            mods = [mods]
+        unknown = [m for m in mods if m not in spec.modalities]
+        if unknown or not mods:
+            raise MmerbenchError(
+                f"Unknown modalities {unknown} for {req.dataset!r}: it has {', '.join(spec.modalities)}."
+            )
+        params["modalities"] = [m for m in spec.modalities if m in mods]  # canonical order for the hash
+    chash = configlib.config_hash(cfg)
+    root = paths.runs_root(req.runs_dir)
+    folders = {s: results.run_dir(root, req.dataset, req.method, chash, s) for s in req.seeds}
+    return Prepared(req, cls, spec, cfg, chash, folders)
+
+
+def environment(device: str) -> dict[str, Any]:
+    import sklearn
+    import torch
+
+    import mmerbench
+
+    env: dict[str, Any] = {
+        "mmerbench": mmerbench.__version__,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "sklearn": sklearn.__version__,
+        "platform": platform.platform(),
+        "device": device,
+        "device_name": torch.cuda.get_device_name(0) if device.startswith("cuda") else platform.processor() or platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": _git_commit(),
+    }
+    if device.startswith("cuda"):
+        env["cuda"] = torch.version.cuda
+    return env
+
+
+def _git_commit() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def decision(spec: DatasetSpec, threshold: float, score: str) -> results.Decision:
+    if spec.task in ("multilabel", "binary"):
+        return {"rule": f"{score} > threshold", "threshold": float(threshold), "score": score}
+    if spec.task == "multiclass":
+        return {"rule": "argmax", "score": score}
+    return {"rule": "identity", "score": "regression output"}
+
+
+def score(spec: DatasetSpec, y_true: np.ndarray, y_score: np.ndarray, threshold: float) -> dict[str, float]:
+    return metricslib.compute(spec.task, y_true=y_true, y_score=y_score, threshold=threshold, labels=list(spec.labels))
+
+
+# ---------------------------------------------------------------------------- the runs
+
+
+def run(req: RunRequest, on_epoch_end: Callable[[int, dict], None] | None = None) -> list[SeedResult]:
+    """Run (or skip, or resume) every seed of the request; returns one result per seed."""
+    prep = prepare(req)
+    device = resolve_device(req.device)
+    dataset: Dataset | None = None
+    out = []
+    for seed, folder in prep.folders.items():
+        done = results.read_metrics(folder)
+        if done is not None and not req.force:
+            out.append(SeedResult(seed, folder, "skipped", done))
+            continue
+        if dataset is None:
+            dataset = load_dataset(req.dataset, data_dir=req.data_dir, scale=req.scale, seed=req.data_seed)
+        out.append(run_seed(prep, dataset, seed, device, on_epoch_end=on_epoch_end))
+    return out
+
+
+def _start_folder(prep: Prepared, folder: Path, seed: int, device: str, force: bool) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    if force:
+        for name in (results.METRICS_FILE, CHECKPOINT, MODEL, "predictions.npz", "history.json"):
+            (folder / name).unlink(missing_ok=True)
+    results.write_yaml(folder / "config.yaml", {**prep.config, "seed": seed, "config_hash": prep.config_hash})
+    results.write_json(folder / "env.json", environment(device))
+
+
+def run_seed(
+    prep: Prepared,
+    dataset: Dataset,
+    seed: int,
+    device: str,
+    *,
+    on_epoch_end: Callable[[int, dict], None] | None = None,
+) -> SeedResult:
+    folder = prep.folders[seed]
+    t0 = time.perf_counter()
+    _start_folder(prep, folder, seed, device, prep.request.force)
+    seed_everything(seed)
+    if prep.cls.kind == "sklearn":
+        metrics, status = _run_sklearn(prep, dataset, seed, folder), "ran"
+    else:
+        metrics, status = _run_torch(prep, dataset, seed, folder, device, on_epoch_end)
+    return SeedResult(seed, folder, status, metrics, time.perf_counter() - t0)
+
+
+def _finish(folder: Path, spec: DatasetSpec, dataset: Dataset, scores: dict[str, np.ndarray],
+            threshold: float, score_name: str) -> results.RunMetrics:
+    preds: dict[str, np.ndarray] = {}
+    metrics: dict[str, Any] = {}
+    for split in results.SPLITS_SCORED:
+        s = dataset[split]
+        y = np.asarray(s.labels)
+        preds[f"{split}_ids"] = np.asarray(s.ids).astype(str)
+        preds[f"{split}_true"] = y
+        preds[f"{split}_scores"] = scores[split]
+        metrics[split] = score(spec, y, scores[split], threshold)
+    metrics["decision"] = decision(spec, threshold, score_name)
+    results.write_predictions(folder / "predictions.npz", preds)
+    results.write_json(folder / results.METRICS_FILE, metrics)  # last: marks the run complete
+    return metrics  # type: ignore[return-value]
+
+
+def _run_sklearn(prep: Prepared, dataset: Dataset, seed: int, folder: Path) -> results.RunMetrics:
+    from mmerbench.baselines.base import pooled_features
+
+    p = prep.config["params"]
+    mods = p["modalities"]
+    hparams = {k: v for k, v in p.items() if k not in ("modalities", "threshold")}
+    t = time.perf_counter()
+    est = prep.cls(seed=seed, **hparams).fit(pooled_features(dataset["train"], mods), dataset["train"].labels)
+    fit_s = time.perf_counter() - t
+    scores = {s: est.predict_proba(pooled_features(dataset[s], mods)) for s in results.SPLITS_SCORED}
+    results.write_json(folder / "history.json", [{"fit_seconds": round(fit_s, 3)}])
+    return _finish(folder, dataset.spec, dataset, scores, float(p["threshold"]), "probability")
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    results._atomic_write_bytes(path, buf.getvalue())
+
+
+def _load_checkpoint(path: Path) -> dict[str, Any] | None:
+    import torch
+
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # an unreadable checkpoint means: start this seed again
+        return None
+
+
+def _cpu_state(model) -> dict[str, Any]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def _run_torch(prep, dataset, seed, folder, device, on_epoch_end):
+    import torch
+    from contextlib import nullcontext
+    from functools import partial
+
+    from mmerbench.data.batching import DeviceSplit
+
+    deterministic_mode()
+    spec = dataset.spec
+    p = prep.config["params"]
+    epochs, batch_size = int(p["epochs"]), int(p["batch_size"])
+    threshold, select = float(p["threshold"]), str(p.get("select", "loss"))
+    use_amp = bool(p.get("amp", False)) and device.startswith("cuda")
+    autocast = partial(torch.autocast, device_type="cuda", dtype=torch.bfloat16) if use_amp else nullcontext
+    if select != "loss":
+        try:
+            info = metricslib.metric_info(select)
+        except (KeyError, ValueError):
+            info = None
+        if info is None or spec.task not in info.task:
+            raise MmerbenchError(f"`select` must be 'loss' or a {spec.task} metric, but got {select!r}.")
+    higher = False if select == "loss" else metricslib.direction(select)
+
+    mods = p.get("modalities") or list(spec.modalities)
+    data = {s: DeviceSplit(spec, dataset[s], device, mods) for s in ("train", "valid", "test")}
+
+    torch.manual_seed(seed)
+    model = prep.cls(spec, **p).to(device)
+    optimizer, scheduler = model.configure_optimizer()
+
+    state = _load_checkpoint(folder / CHECKPOINT)
+    status, start, history, best = "ran", 0, [], {"state": None, "epoch": -1, "score": None}
+    if state is not None and state.get("config_hash") == prep.config_hash and not prep.request.force:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state.get("scheduler") is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        start, history, best = int(state["epoch"]), list(state["history"]), state["best"]
+        status = "resumed"
+
+    from tqdm.auto import tqdm
+
+    show = prep.request.progress
+    bar = tqdm(range(start, epochs), desc=f"{prep.request.method} seed {seed}", initial=start, total=epochs,
+               disable=not show, leave=False, file=sys.stderr)
+    for epoch in bar:
+        torch.manual_seed(_epoch_seed(seed, epoch))
+        gen = torch.Generator().manual_seed(_epoch_seed(seed, epoch))
+        model.train()
+        t = time.perf_counter()
+        sums: dict[str, torch.Tensor] = {}
+        n_seen = 0
+        for batch in data["train"].batches(batch_size, shuffle=True, generator=gen):
+            parts = model.training_step(batch, optimizer, autocast=autocast)
+            b = len(batch)
+            n_seen += b
+            for name, v in {"total": parts.total, **parts.parts}.items():
+                sums[name] = sums.get(name, 0.0) + v.detach().float() * b
+        train_loss = {k: float(v) / max(n_seen, 1) for k, v in sums.items()}
+        valid_scores, valid_loss = predict(model, data["valid"], batch_size, autocast)
+        valid_metrics = score(spec, np.asarray(dataset["valid"].labels), valid_scores, threshold)
+        crit = valid_loss if select == "loss" else valid_metrics[select]
+        improved = best["score"] is None or (crit > best["score"] if higher else crit < best["score"])
+        if improved:
+            best = {"state": _cpu_state(model), "epoch": epoch, "score": float(crit)}
+        if scheduler is not None:
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                scheduler.step(valid_loss)
+            else:
+                scheduler.step()
+        record = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "valid_loss": valid_loss,
+            "valid": valid_metrics,
+            "selected": improved,
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": round(time.perf_counter() - t, 3),
+        }
+        history.append(record)
+        _save_checkpoint(folder / CHECKPOINT, {
+            "config_hash": prep.config_hash,
+            "epoch": epoch + 1,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "best": best,
+            "history": history,
+        })
+        results.write_json(folder / "history.json", history)
+        bar.set_postfix(loss=f"{train_loss['total']:.4f}", **{select: f"{crit:.4f}"})
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, record)
+    bar.close()
+
+    if best["state"] is None:
+        raise MmerbenchError(f"{prep.request.method!r} ran no epoch (epochs={epochs}).")
+    model.load_state_dict(best["state"])
+    scores = {s: predict(model, data[s], batch_size, autocast)[0] for s in results.SPLITS_SCORED}
+    _save_checkpoint(folder / MODEL, {"model": best["state"], "epoch": best["epoch"]})
+    score_name = {"multilabel": "sigmoid", "binary": "sigmoid", "multiclass": "softmax"}.get(spec.task, "regression")
+    metrics = _finish(folder, spec, dataset, scores, threshold, score_name)
+    (folder / CHECKPOINT).unlink(missing_ok=True)  # the run is complete; model.pt keeps the selected weights
+    return metrics, status
+
+
+def predict(model, split, batch_size: int, autocast) -> tuple[np.ndarray, float]:
+    """Scores (probabilities / regression outputs) for every sample in order, and the mean loss."""
+    import torch
+
+    model.eval()
+    outs, loss_sum = [], torch.zeros((), device=split.device)
+    with torch.no_grad():
+        for batch in split.batches(batch_size, shuffle=False):
+            with autocast():
+                out = model(batch)
+                loss = model.loss(batch, out).total
+            outs.append(model.probabilities(out).float())
+            loss_sum += loss.detach().float() * len(batch)
+    scores = torch.cat(outs).cpu().numpy().astype(np.float64)
+    return scores, float(loss_sum) / max(len(split), 1)
