@@ -17,13 +17,23 @@ from mmerbench.errors import MmerbenchError
 GREEDY_OPTIONS = ("--seeds", "--set")
 
 
+def _is_flag(token: str) -> bool:
+    if not token.startswith("-") or token == "-":
+        return False
+    try:
+        float(token)  # a negative number is a value
+        return False
+    except ValueError:
+        return True
+
+
 def _expand_greedy(args: list[str]) -> list[str]:
     out, i = [], 0
     while i < len(args):
         a = args[i]
         if a in GREEDY_OPTIONS:
             j = i + 1
-            while j < len(args) and not args[j].startswith("--"):
+            while j < len(args) and not _is_flag(args[j]):
                 out += [a, args[j]]
                 j += 1
             if j == i + 1:

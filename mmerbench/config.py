@@ -45,10 +45,24 @@ def load_config_file(method: str, package: str) -> dict[str, Any]:
     except yaml.YAMLError as e:
         raise MmerbenchError(f"Config file for {method!r} is not valid YAML: {e}") from None
     for key in ("defaults", "datasets", "presets"):
-        data.setdefault(key, {})
+        data[key] = _numbers(data.get(key) or {})
         if not isinstance(data[key], dict):
             raise MmerbenchError(f"Config file for {method!r}: `{key}` must be a mapping.")
     return data
+
+
+def _numbers(value: Any) -> Any:
+    """YAML 1.1 reads `1e-4` as a string; read such strings as the numbers they are."""
+    if isinstance(value, str):
+        try:
+            return float(value) if any(c in value for c in ".eE") else int(value)
+        except ValueError:
+            return value
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    return value
 
 
 def parse_override(item: str) -> tuple[str, Any]:
@@ -61,7 +75,7 @@ def parse_override(item: str) -> tuple[str, Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
-    return key, value
+    return key, _numbers(value)
 
 
 def resolve(
