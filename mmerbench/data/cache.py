@@ -33,7 +33,7 @@ def fingerprint(files: list[Path], **extra: Any) -> dict[str, Any]:
     fp: dict[str, Any] = {"cache_version": CACHE_VERSION, **extra, "files": {}}
     for f in files:
         st = Path(f).stat()
-        fp["files"][str(Path(f).name)] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        fp["files"][str(Path(f).name)] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
     return fp
 
 
