@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from mmerbench.data.batching import Batch
+from mmerbench.data.dataset import Split
 from mmerbench.data.spec import DatasetSpec
 
 
@@ -26,6 +27,19 @@ from mmerbench.data.spec import DatasetSpec
 class Output:
     scores: torch.Tensor  # logits (multilabel/binary/multiclass) or predictions (regression)
     aux: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class OptimSetup:
+    """What the runner steps: the optimizer, an optional LR schedule, and how often to step it.
+
+    ``interval`` is "step" (after every optimizer step, e.g. warm-up/decay) or
+    "epoch" (after validation; a ReduceLROnPlateau is given the validation loss).
+    """
+
+    optimizer: torch.optim.Optimizer
+    scheduler: Any = None
+    interval: str = "epoch"
 
 
 @dataclass
@@ -84,13 +98,18 @@ class Method(nn.Module, metaclass=ABCMeta):  # ABCMeta: forward is abstract
     def probabilities(self, out: Output) -> torch.Tensor:
         return to_probabilities(self.spec.task, out.scores)
 
+    def setup(self, train: Split) -> None:
+        """Called once, before training, with the training split (e.g. to count label
+        co-occurrence for a graph prior). Anything learned here must live in a buffer
+        or parameter, so checkpoints carry it. Default: nothing."""
+
     # -- training ------------------------------------------------------------
-    def configure_optimizer(self) -> tuple[torch.optim.Optimizer, Any]:
+    def configure_optimizer(self, steps_per_epoch: int, epochs: int) -> OptimSetup:
         """Adam at `lr` (with `weight_decay`); no schedule unless a method says otherwise."""
         hp = self.hparams
         opt = torch.optim.Adam(self.parameters(), lr=float(hp.get("lr", 1e-3)),
                                weight_decay=float(hp.get("weight_decay", 0.0)))
-        return opt, None
+        return OptimSetup(opt)
 
     def training_step(self, batch: Batch, optimizer: torch.optim.Optimizer, autocast=nullcontext) -> LossParts:
         optimizer.zero_grad(set_to_none=True)
@@ -109,3 +128,26 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean over real time steps: x [B, L, D], mask [B, L] → [B, D] (0 where a sample has none)."""
     m = mask.unsqueeze(-1).to(x.dtype)
     return (x * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+def decay_groups(model: nn.Module, weight_decay: float,
+                 no_decay: tuple[str, ...] = ("bias", "norm", "LayerNorm")) -> list[dict[str, Any]]:
+    """Parameter groups with weight decay except on biases and normalisation weights (BERT's habit)."""
+    decay, plain = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (plain if any(k in name for k in no_decay) else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
+
+
+def warmup_linear(optimizer: torch.optim.Optimizer, total_steps: int, warmup: float) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over the first `warmup` fraction of steps, then linear decay to 0."""
+    warm = max(1, int(total_steps * warmup))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return max(0.0, (total_steps - step) / max(1, total_steps - warm))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -97,17 +97,32 @@ def run(method, dataset, seeds, epochs, overrides, preset, device, data_dir, run
 
 
 @cli.command()
-def methods():
-    """List the registered methods and baselines."""
+@click.option("--dataset", "-d", default=None,
+              help="Also count each neural method's parameters at its paper config for this dataset.")
+def methods(dataset):
+    """List the registered methods and baselines.
+
+    \b
+    Example:
+      mmerbench methods --dataset mosei-aligned
+    """
     from tabulate import tabulate
 
     from mmerbench.registry import METHODS
 
-    rows = []
+    rows, headers = [], ["method", "kind", "tasks", "paper"]
+    if dataset:
+        from mmerbench.runner import parameter_count
+
+        headers.append(f"parameters ({dataset})")
     for name in METHODS.names():
         cls = METHODS.get(name)
-        rows.append((name, cls.kind, ", ".join(cls.tasks), cls.paper))
-    click.echo(tabulate(rows, headers=["method", "kind", "tasks", "paper"]))
+        row = [name, cls.kind, ", ".join(cls.tasks), cls.paper]
+        if dataset:
+            n = parameter_count(name, dataset)
+            row.append("—" if n is None else f"{n:,}")
+        rows.append(row)
+    click.echo(tabulate(rows, headers=headers, disable_numparse=True))
 
 
 @cli.command()

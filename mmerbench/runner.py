@@ -106,12 +106,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def deterministic_mode() -> None:
+def deterministic_mode(device: str = "cpu") -> None:
     import torch
 
     # cuBLAS needs this set before the first CUDA call to be deterministic.
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True)
+    # On CUDA a few kernels (some attention backward passes) have no deterministic
+    # version; there they warn instead of stopping the run.
+    torch.use_deterministic_algorithms(True, warn_only=device.startswith("cuda"))
     torch.backends.cudnn.benchmark = False
 
 
@@ -164,6 +166,20 @@ def prepare(req: RunRequest) -> Prepared:
     root = paths.runs_root(req.runs_dir)
     folders = {s: results.run_dir(root, req.dataset, req.method, chash, s) for s in req.seeds}
     return Prepared(req, cls, spec, cfg, chash, folders)
+
+
+def parameter_count(method: str, dataset: str, preset: str | None = None) -> int | None:
+    """Trainable parameters of a neural method at its (paper) config for a dataset; None for
+    baselines and for tasks the method does not handle."""
+    import torch
+
+    cls = get_method(method)
+    if cls.kind != "torch" or get_entry(dataset).spec.task not in cls.tasks:
+        return None
+    prep = prepare(RunRequest(method=method, dataset=dataset, preset=preset))
+    with torch.device("meta"):  # shapes only: no memory, no initialisation cost
+        model = cls(prep.spec, **prep.config["params"])
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def environment(device: str) -> dict[str, Any]:
@@ -323,7 +339,7 @@ def _run_torch(prep, dataset, seed, folder, device, on_epoch_end):
 
     from mmerbench.data.batching import DeviceSplit
 
-    deterministic_mode()
+    deterministic_mode(device)
     spec = dataset.spec
     p = prep.config["params"]
     epochs, batch_size = int(p["epochs"]), int(p["batch_size"])
@@ -343,8 +359,11 @@ def _run_torch(prep, dataset, seed, folder, device, on_epoch_end):
     data = {s: DeviceSplit(spec, dataset[s], device, mods) for s in ("train", "valid", "test")}
 
     torch.manual_seed(seed)
-    model = prep.cls(spec, **p).to(device)
-    optimizer, scheduler = model.configure_optimizer()
+    model = prep.cls(spec, **p)
+    model.setup(dataset["train"])
+    model = model.to(device)
+    setup = model.configure_optimizer(data["train"].num_batches(batch_size), epochs)
+    optimizer, scheduler = setup.optimizer, setup.scheduler
 
     state = _load_checkpoint(folder / CHECKPOINT)
     status, start, history, best = "ran", 0, [], {"state": None, "epoch": -1, "score": None}
@@ -370,6 +389,8 @@ def _run_torch(prep, dataset, seed, folder, device, on_epoch_end):
         n_seen = 0
         for batch in data["train"].batches(batch_size, shuffle=True, generator=gen):
             parts = model.training_step(batch, optimizer, autocast=autocast)
+            if scheduler is not None and setup.interval == "step":
+                scheduler.step()
             b = len(batch)
             n_seen += b
             for name, v in {"total": parts.total, **parts.parts}.items():
@@ -381,7 +402,7 @@ def _run_torch(prep, dataset, seed, folder, device, on_epoch_end):
         improved = best["score"] is None or (crit > best["score"] if higher else crit < best["score"])
         if improved:
             best = {"state": _cpu_state(model), "epoch": epoch, "score": float(crit)}
-        if scheduler is not None:
+        if scheduler is not None and setup.interval == "epoch":
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 scheduler.step(valid_loss)
             else:

@@ -1,0 +1,130 @@
+"""Building blocks shared by the neural methods (attention through scaled_dot_product_attention).
+
+Masks follow the data layer: a boolean ``[B, L]`` with True for a real step.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def attention_mask(key_mask: torch.Tensor | None, q_len: int, *, causal: bool = False,
+                   k_len: int | None = None) -> torch.Tensor | None:
+    """A boolean SDPA mask [B or 1, 1, Lq, Lk] (True = may attend) from a key mask and/or causality.
+
+    A query whose every key is masked would get NaN from the softmax; such
+    rows attend to all keys instead (the keys are zero padding, so the output
+    stays finite and is masked out downstream).
+    """
+    mask = None
+    if key_mask is not None:
+        k_len = key_mask.shape[1]
+        km = key_mask | ~key_mask.any(dim=1, keepdim=True)
+        mask = km[:, None, None, :]
+    if causal:
+        assert k_len is not None
+        # Query i may see keys up to its relative position (MulT's buffered future mask
+        # for sequences of different lengths).
+        qi = torch.arange(q_len, device=key_mask.device if key_mask is not None else None)
+        kj = torch.arange(k_len, device=qi.device)
+        limit = torch.ceil((qi + 1) * (k_len / q_len)).long()
+        causal_mask = kj[None, :] < limit[:, None]
+        causal_mask = causal_mask[None, None]
+        mask = causal_mask if mask is None else (mask & causal_mask)
+    return mask
+
+
+class MultiheadAttention(nn.Module):
+    def __init__(self, d_model: int, heads: int, dropout: float = 0.0, d_kv: int | None = None) -> None:
+        super().__init__()
+        if d_model % heads:
+            raise ValueError(f"d_model {d_model} is not divisible by {heads} heads")
+        d_kv = d_kv or d_model
+        self.heads, self.dropout = heads, dropout
+        self.q = nn.Linear(d_model, d_model)
+        self.k = nn.Linear(d_kv, d_model)
+        self.v = nn.Linear(d_kv, d_model)
+        self.out = nn.Linear(d_model, d_model)
+
+    def forward(self, x: torch.Tensor, kv: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+        kv = x if kv is None else kv
+        b, lq, d = x.shape
+        h = self.heads
+
+        def split(t: torch.Tensor) -> torch.Tensor:
+            return t.view(b, t.shape[1], h, d // h).transpose(1, 2)
+
+        o = F.scaled_dot_product_attention(
+            split(self.q(x)), split(self.k(kv)), split(self.v(kv)),
+            attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
+        )
+        return self.out(o.transpose(1, 2).reshape(b, lq, d))
+
+
+class TransformerLayer(nn.Module):
+    """Self- or cross-attention + position-wise FFN with residuals; pre- or post-LayerNorm."""
+
+    def __init__(self, d_model: int, heads: int, d_ff: int, *, dropout: float = 0.1, attn_dropout: float = 0.0,
+                 relu_dropout: float | None = None, activation: str = "relu", norm_first: bool = True,
+                 cross: bool = False) -> None:
+        super().__init__()
+        self.norm_first, self.cross = norm_first, cross
+        self.attn = MultiheadAttention(d_model, heads, attn_dropout)
+        self.ff1, self.ff2 = nn.Linear(d_model, d_ff), nn.Linear(d_ff, d_model)
+        self.act = {"relu": F.relu, "gelu": F.gelu}[activation]
+        self.norm_attn, self.norm_ff = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.norm_kv = nn.LayerNorm(d_model) if cross and norm_first else None
+        self.drop = nn.Dropout(dropout)
+        self.drop_ff = nn.Dropout(dropout if relu_dropout is None else relu_dropout)
+
+    def forward(self, x: torch.Tensor, kv: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.norm_first:
+            q = self.norm_attn(x)
+            k = q if kv is None else (self.norm_kv(kv) if self.norm_kv is not None else kv)
+            x = x + self.drop(self.attn(q, k, mask))
+            x = x + self.drop(self.ff2(self.drop_ff(self.act(self.ff1(self.norm_ff(x))))))
+        else:
+            x = self.norm_attn(x + self.drop(self.attn(x, kv, mask)))
+            x = self.norm_ff(x + self.drop(self.ff2(self.drop_ff(self.act(self.ff1(x))))))
+        return x
+
+
+def sinusoidal_positions(length: int, dim: int, device=None) -> torch.Tensor:
+    """[length, dim] sine/cosine position table (Vaswani et al. 2017)."""
+    pos = torch.arange(length, device=device, dtype=torch.float32)[:, None]
+    i = torch.arange(0, dim, 2, device=device, dtype=torch.float32)
+    angle = pos / torch.pow(10000.0, i / dim)
+    table = torch.zeros(length, dim, device=device)
+    table[:, 0::2] = torch.sin(angle)
+    table[:, 1::2] = torch.cos(angle[:, : dim // 2])
+    return table
+
+
+class _GradReverse(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, coeff: float) -> torch.Tensor:
+        ctx.coeff = coeff
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return -ctx.coeff * grad, None
+
+
+def grad_reverse(x: torch.Tensor, coeff: float = 1.0) -> torch.Tensor:
+    """Identity forward, gradient multiplied by -coeff backward (Ganin & Lempitsky 2015)."""
+    return _GradReverse.apply(x, coeff)
+
+
+def last_valid(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """x [B, L, D] → the last real step of each sample [B, D] (step L-1 when a sample has none)."""
+    idx = torch.where(mask.any(1), mask.long().cumsum(1).argmax(1), torch.full_like(mask[:, 0], x.shape[1] - 1, dtype=torch.long))
+    return x[torch.arange(x.shape[0], device=x.device), idx]
+
+
+def init_scale(dim: int) -> float:
+    return math.sqrt(dim)
