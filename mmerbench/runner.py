@@ -427,7 +427,7 @@ def _run_torch(prep, dataset, seed, folder, device, on_epoch_end):
             "history": history,
         })
         results.write_json(folder / "history.json", history)
-        bar.set_postfix(loss=f"{train_loss['total']:.4f}", **{select: f"{crit:.4f}"})
+        bar.set_postfix({"loss": f"{train_loss['total']:.4f}", f"valid_{select}": f"{crit:.4f}"})
         if on_epoch_end is not None:
             on_epoch_end(epoch, record)
     bar.close()

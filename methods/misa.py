@@ -1,0 +1,510 @@
+"""MISA: modality-invariant and -specific representations.
+
+Paper: Devamanyu Hazarika, Roger Zimmermann, Soujanya Poria, "MISA:
+Modality-Invariant and -Specific Representations for Multimodal Sentiment
+Analysis", ACM Multimedia 2020. Authors' repository:
+https://github.com/declare-lab/MISA (``src/models.py``, ``src/solver.py``,
+``src/utils/functions.py``, ``src/config.py``; read for facts, not copied).
+
+What each part implements (paper §3):
+
+* ``UtteranceLSTM`` — §3.2 "Modality Representation Learning", the utterance
+  encoder the paper uses for audio, visual and (its GloVe variant) text: a
+  bidirectional LSTM ("sLSTM"), LayerNorm over its outputs, a second
+  bidirectional LSTM on the normalised outputs; hidden size = input size (the
+  authors' ``hidden_sizes = input_sizes``). The **utterance vector** is the
+  final hidden states of both layers and both directions, in the authors'
+  order ``[h1→, h2→, h1←, h2←]`` (``cat((h1, h2), dim=2).permute(1, 0, 2)``),
+  i.e. ``4 × hidden`` wide. Padding is skipped (valid steps come first): with
+  packed sequences as the authors, or by reading each direction's padded run
+  at the last real step (choice 13), so the final states are those of each
+  sample's last real step (forward) and first step (backward).
+* ``MISA.project`` — Linear(4·hidden → d_h) + ReLU + LayerNorm per modality
+  (d_h = 128), giving u_m.
+* ``MISA.private`` / ``MISA.shared`` — §3.3 "Modality-Invariant and -Specific
+  Representations": one Linear + Sigmoid encoder per modality (h_m^p) and one
+  Linear + Sigmoid shared by all modalities (h_m^c).
+* ``MISA.recon`` — §3.5 reconstruction: a Linear per modality maps
+  h_m^p + h_m^c back to u_m.
+* ``MISA.fusion`` / ``MISA.head`` — §3.4 "Multimodal Fusion": the 2M vectors
+  [h_t^p, h_a^p, h_v^p, h_t^c, h_a^c, h_v^c] as a length-2M sequence through a
+  1-layer Transformer encoder (2 heads; torch's ``TransformerEncoderLayer``
+  defaults the authors use: FFN 2048, dropout 0.1, ReLU, post-LayerNorm,
+  built here from the shared SDPA ``TransformerLayer``), concatenated
+  (2M·d_h = 768) → Linear(768 → 384) → dropout 0.5 → ReLU → Linear(384 → out).
+* ``cmd`` — L_sim (§3.5): central moment discrepancy (Zellinger et al.
+  2017) with K = 5 moments between the shared vectors of each modality pair,
+  averaged over the pairs. The shared vectors are sigmoid outputs in [0, 1],
+  so CMD's 1/|b−a|^k scaling is 1 and the authors' unscaled sum is the same.
+* ``difference_loss`` — L_diff: soft orthogonality ‖H_cᵀ H_p‖_F² between the
+  (batch-centred, row-L2-normalised) shared and private matrices of each
+  modality, and between the private matrices of each modality pair, summed.
+* ``MISA.loss`` — §3.5 Eq. L = L_task + α·L_sim + β·L_diff + γ·L_recon with
+  the authors' α = 1.0 (``sim_weight``), β = 0.3 (``diff_weight``),
+  γ = 1.0 (``recon_weight``); L_recon is the MSE between u_m and its
+  reconstruction, averaged over modalities.
+* ``ReloadBestOnPlateau`` — the authors' schedule (``solver.py``): after
+  ``patience`` + 1 epochs without a validation loss ≤ the best, reload the best
+  weights *and optimizer state*, halve the learning rate, and stop once
+  ``trials`` such reloads are used (the authors' ``num_trials = 1``: the first
+  reload is also the early stop).
+
+Task heads: sigmoid + BCE for multi-label (``task_loss``), cross-entropy for
+multi-class, BCE on one logit for binary (the authors' humour run uses a
+2-way softmax), and **MSE** for regression — the authors' sentiment criterion
+(the shared ``task_loss`` would use L1).
+
+Choices the paper (or its code) leaves open, made here and named:
+
+1. **Text on GloVe features.** Our text inputs are GloVe vectors, so the
+   text path is the authors' ``use_bert=False`` branch without its (frozen)
+   embedding lookup: the same ``UtteranceLSTM`` as audio/visual, hidden 300.
+2. **Per-modality lengths.** The authors pack all three modalities with the
+   text lengths (their data is word-aligned). We pack each modality with its
+   own mask's lengths, which is the same on aligned data and the only correct
+   choice on unaligned data (text 50 steps, audio/visual 500).
+3. **Empty modality.** A sample whose modality has no real step is given
+   length 1 (it reads one zero padding step), so its vectors are finite.
+4. **Initialisation.** The authors' ``solver.build`` sets every LSTM
+   ``weight_hh`` orthogonal; we do the same. Everything else keeps PyTorch's
+   defaults, as theirs does.
+5. **Difference loss scale.** The paper writes ‖H_cᵀ H_p‖_F²; the authors'
+   ``DiffLoss`` takes the *mean* of the squared entries (‖·‖_F² / d_h²) after
+   centring each feature over the batch and L2-normalising each row (norm
+   detached, + 1e-6). We follow the code: β = 0.3 was tuned for that scale.
+6. **CMD at a zero difference.** The authors' ``sum(·)**0.5`` has an infinite
+   gradient when two moments coincide exactly (e.g. a batch of one sample:
+   all centred moments are 0), giving NaN. We use ``linalg.vector_norm``,
+   whose gradient at 0 is 0; the value is unchanged.
+7. **Modality order** of the fused sequence is the dataset's (text, audio,
+   vision); the authors stack (t, v, a). A permutation of the concatenation:
+   the same model family.
+8. **Dead modules dropped.** The authors build a shared/private
+   "sp_discriminator" (Linear 128 → 4) whose loss weight is 0 in their
+   config (``sp_weight`` 0.0); it gets no gradient and is not built here (516 parameters
+   fewer than theirs). The adversarial modality discriminator exists only
+   with ``similarity: adversarial`` (their ``use_cmd_sim=False``).
+9. **Selection loss.** The authors select on the validation *task* loss
+   (their ``eval`` computes only the criterion). ``eval_loss: task`` makes
+   ``loss(...).total`` equal the task loss in eval mode (every part is still
+   reported), so the runner's ``select: loss`` and the schedule see the
+   authors' quantity; ``eval_loss: total`` uses the full objective.
+10. **Gradient clipping.** The authors clip each gradient *value* to ±1.0
+    (``clip_grad_value_``), not the norm. ``clip_mode: value`` (default)
+    follows them; ``clip_mode: norm`` uses the runner's usual norm clipping.
+11. **Early stop within a fixed-epoch runner.** The runner trains for
+    ``epochs`` and has no early-stop hook. When ``ReloadBestOnPlateau`` has
+    used its ``trials`` it reloads the best weights and sets the learning
+    rate to 0; ``training_step`` then only evaluates the loss (no backward,
+    no update), so the remaining epochs change nothing and cost a forward
+    pass. The runner's own selection (strict <, the authors' is ≤) picks the
+    same epoch. ``epochs`` (50) only caps training (the authors: 500 with the
+    early stop).
+12. **More or fewer modalities** (``modalities``): M modalities give 2M fused
+    vectors (width 2M·d_h → M·d_h); L_sim and the private-private terms of
+    L_diff run over the available pairs and are absent with one modality.
+13. **Skipping the padding without PyTorch's packed CPU backward.** Each
+    bidirectional layer is two one-direction LSTMs (exactly the parameters of
+    ``nn.LSTM(bidirectional=True)``); the backward one reads each sample's real
+    steps reversed (``reverse_valid``). ``packing: packed`` packs with the
+    mask's lengths (``pack_padded_sequence``, as the authors); ``padded`` runs
+    over the padded tensor and reads the state at step len−1, which equals the
+    packed result because padding only follows the real steps. ``auto``
+    (default) packs on CUDA and uses ``padded`` on the CPU, where the backward
+    pass of a packed LSTM grows quadratically with the length (measured on
+    this 2-core CPU, small preset: 13 s for a forward/backward of 64 unaligned
+    samples of up to 500 steps packed, 0.6 s padded).
+14. **Precision.** Under the runner's bf16 autocast (CUDA) the utterance
+    LSTMs still run in float32 (cuDNN accepts bf16 RNNs only from 9.13; older
+    builds raise), and every auxiliary loss is computed in float32.
+
+Known behaviour on the synthetic twins: all three auxiliary losses are
+minimised by utterance vectors that do not vary across the batch, and the
+gradient into u_m flows from L_recon's target as well (the authors do not
+detach it). Where the task gradient is weak early on — the twins hide the
+evidence at three time steps, which the LSTMs find only after a few epochs —
+Adam follows the auxiliary terms and u_m collapses (small preset, lr 1e-3:
+its spread over the batch falls from ~0.8 to <0.001 within ~200 steps; with
+the loss weights ×0.01 it still falls tenfold), and the model predicts the
+label priors. With the auxiliary weights at 0 the
+same network learns. See tests/methods/test_misa.py (slow test).
+
+Ablations (the paper's ablation study: removing a modality or a loss; and
+the code's alternative similarity loss): ``modalities`` (e.g. ``[audio,
+vision]`` = "(−) language"); ``sim_weight: 0``, ``diff_weight: 0``,
+``recon_weight: 0`` remove L_sim, L_diff, L_recon (the part disappears from
+``LossParts``); ``similarity: adversarial`` replaces CMD by the authors'
+domain-adversarial similarity (a discriminator Linear–ReLU–dropout–Linear over
+the shared vectors behind gradient reversal, cross-entropy on the modality
+identity; their ``use_cmd_sim=False``, ``reverse_grad_weight`` 1.0).
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from itertools import combinations
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from mmerbench.data.batching import Batch
+from mmerbench.data.spec import DatasetSpec
+from mmerbench.methods._layers import TransformerLayer, grad_reverse
+from mmerbench.methods.base import LossParts, Method, OptimSetup, Output, output_size, task_loss
+from mmerbench.registry import register
+
+# ---------------------------------------------------------------------------- losses
+
+
+def cmd(x1: torch.Tensor, x2: torch.Tensor, moments: int = 5) -> torch.Tensor:
+    """Central moment discrepancy between two samples [B, D] of values in [0, 1].
+
+    ‖E[x1] − E[x2]‖₂ + Σ_{k=2..K} ‖E[(x1 − E x1)^k] − E[(x2 − E x2)^k]‖₂
+    (Zellinger et al., ICLR 2017; the interval length is 1, so no scaling).
+    """
+    x1, x2 = x1.float(), x2.float()
+    m1, m2 = x1.mean(0), x2.mean(0)
+    c1, c2 = x1 - m1, x2 - m2
+    total = torch.linalg.vector_norm(m1 - m2)
+    for k in range(2, moments + 1):
+        total = total + torch.linalg.vector_norm(c1.pow(k).mean(0) - c2.pow(k).mean(0))
+    return total
+
+
+def difference_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Soft orthogonality of two [B, D] matrices: mean of (Aᵀ B)² after centring each
+    feature over the batch and L2-normalising each row (the authors' DiffLoss)."""
+    a = a.float().flatten(1)
+    b = b.float().flatten(1)
+    a = a - a.mean(0, keepdim=True)
+    b = b - b.mean(0, keepdim=True)
+    a = a / (a.norm(dim=1, keepdim=True).detach() + 1e-6)
+    b = b / (b.norm(dim=1, keepdim=True).detach() + 1e-6)
+    return (a.t() @ b).pow(2).mean()
+
+
+# ---------------------------------------------------------------------------- encoders
+
+
+def reverse_valid(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse each sample's first `lengths[b]` steps, leaving the padding after them in place
+    (x [B, L, D]; an involution, so it also undoes itself)."""
+    t = torch.arange(x.shape[1], device=x.device)[None, :]
+    n = lengths.to(x.device)[:, None]
+    idx = torch.where(t < n, n - 1 - t, t)
+    return x.gather(1, idx[..., None].expand(-1, -1, x.shape[2]))
+
+
+class _Direction(nn.Module):
+    """One direction of a bidirectional LSTM layer, over the real steps only.
+
+    ``packed``: ``pack_padded_sequence`` with the lengths (the authors'); ``padded``:
+    the LSTM runs over the padded tensor and the final state is read at step len−1.
+    Valid steps come first, so in both the padding never reaches a real step's output;
+    the backward direction runs forward over each sample's reversed real steps.
+    """
+
+    def __init__(self, dim: int, hidden: int, reverse: bool) -> None:
+        super().__init__()
+        self.reverse = reverse
+        self.rnn = nn.LSTM(dim, hidden, batch_first=True)
+        nn.init.orthogonal_(self.rnn.weight_hh_l0)  # the authors' solver.build
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor, packed: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.reverse:
+            x = reverse_valid(x, lengths)
+        if packed:
+            seq = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            out, (h, _) = self.rnn(seq)
+            out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+            final = h[0]
+        else:
+            out, _ = self.rnn(x)
+            last = (lengths.to(x.device) - 1)[:, None, None].expand(-1, 1, out.shape[2])
+            final = out.gather(1, last)[:, 0]
+        if self.reverse:
+            out = reverse_valid(out, lengths)
+        return out, final
+
+
+class UtteranceLSTM(nn.Module):
+    """sLSTM → LayerNorm → LSTM (both bidirectional) over the real steps; returns the
+    utterance vector [h1→, h2→, h1←, h2←] of width 4·hidden.
+
+    Each bidirectional layer is held as two one-direction LSTMs (the same parameters
+    as ``nn.LSTM(bidirectional=True)``) so that both directions can skip the padding
+    either by packing or by reading the padded run at each sample's last real step:
+    ``packing`` "packed" (cuDNN's variable-length kernels), "padded" (PyTorch's CPU
+    backward through a packed LSTM grows quadratically with the length), or "auto"
+    (packed on CUDA, padded elsewhere). The two give the same numbers up to
+    rounding (a test checks it).
+    """
+
+    def __init__(self, dim: int, hidden: int, packing: str = "auto") -> None:
+        super().__init__()
+        self.hidden, self.packing = hidden, packing
+        self.fwd1, self.bwd1 = _Direction(dim, hidden, False), _Direction(dim, hidden, True)
+        self.norm = nn.LayerNorm(2 * hidden)
+        self.fwd2, self.bwd2 = _Direction(2 * hidden, hidden, False), _Direction(2 * hidden, hidden, True)
+
+    @property
+    def out_dim(self) -> int:
+        return 4 * self.hidden
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        packed = self.packing == "packed" or (self.packing == "auto" and x.is_cuda)
+        lengths = mask.sum(1).clamp_min(1)  # an empty sample reads one zero padding step
+        # float32 even under bf16 autocast: cuDNN's RNN takes bf16 only from cuDNN 9.13.
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            x = x.float()
+            o1f, h1f = self.fwd1(x, lengths, packed)
+            o1b, h1b = self.bwd1(x, lengths, packed)
+            normed = self.norm(torch.cat((o1f, o1b), dim=2))
+            _, h2f = self.fwd2(normed, lengths, packed)
+            _, h2b = self.bwd2(normed, lengths, packed)
+        return torch.cat((h1f, h2f, h1b, h2b), dim=1)
+
+
+# ---------------------------------------------------------------------------- schedule
+
+
+def _detached_copy(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _detached_copy(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_detached_copy(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_detached_copy(v) for v in obj)
+    return obj
+
+
+class ReloadBestOnPlateau(torch.optim.lr_scheduler.ReduceLROnPlateau):
+    """The authors' schedule on the validation loss (stepped once per epoch by the runner).
+
+    A loss ≤ the best so far snapshots the model and optimizer and resets the
+    patience; otherwise the patience drops by one, and when it goes below 0 the
+    best snapshot is reloaded, the learning rate multiplied by ``factor`` and one
+    trial used. With no trial left the learning rate is set to 0 (the authors
+    stop training here) and ``stopped`` is True.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, model: nn.Module, *, factor: float, patience: int,
+                 trials: int) -> None:
+        super().__init__(optimizer, mode="min", factor=factor, patience=patience, threshold=0.0,
+                         threshold_mode="abs")
+        self.model = model
+        self.trials_left = int(trials)
+        self.patience_left = int(patience)
+        self.stopped = False
+        self.snapshot: dict[str, Any] | None = None
+
+    def step(self, metrics: Any, epoch: Any = None) -> None:  # type: ignore[override]
+        self.last_epoch += 1
+        if self.stopped:
+            return
+        current = float(metrics)
+        if current <= self.best:
+            self.best = current
+            self.patience_left = self.patience
+            self.snapshot = {"model": _detached_copy(self.model.state_dict()),
+                             "optimizer": _detached_copy(self.optimizer.state_dict())}
+        else:
+            self.patience_left -= 1
+            if self.patience_left < 0:
+                self.trials_left -= 1
+                self.patience_left = self.patience
+                if self.snapshot is not None:
+                    self.model.load_state_dict(self.snapshot["model"])
+                    self.optimizer.load_state_dict(self.snapshot["optimizer"])
+                for group in self.optimizer.param_groups:
+                    group["lr"] = group["lr"] * self.factor
+                if self.trials_left <= 0:
+                    self.stopped = True
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = 0.0
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "model")}
+
+
+# ---------------------------------------------------------------------------- the method
+
+
+@register("misa")
+class MISA(Method):
+    paper = ("MISA: Modality-Invariant and -Specific Representations for Multimodal Sentiment Analysis "
+             "(Hazarika et al., ACM MM 2020)")
+    tasks = ("multilabel", "multiclass", "regression", "binary")
+
+    def __init__(
+        self,
+        spec: DatasetSpec,
+        *,
+        modalities: Sequence[str] | None = None,
+        hidden: int = 128,
+        rnn_hidden: int | None = None,
+        packing: str = "auto",
+        heads: int = 2,
+        ff_dim: int = 2048,
+        fusion_dropout: float = 0.1,
+        dropout: float = 0.5,
+        cmd_moments: int = 5,
+        diff_weight: float = 0.3,
+        sim_weight: float = 1.0,
+        recon_weight: float = 1.0,
+        similarity: str = "cmd",
+        reverse_grad_weight: float = 1.0,
+        eval_loss: str = "task",
+        clip_mode: str = "value",
+        patience: int | None = 6,
+        trials: int = 1,
+        lr_decay: float = 0.5,
+        **hparams: Any,
+    ) -> None:
+        mods = [m for m in spec.modalities if m in (modalities or list(spec.modalities))]
+        if not mods:
+            raise ValueError(f"Expected `modalities` among {list(spec.modalities)}, but got {modalities!r}")
+        if similarity not in ("cmd", "adversarial"):
+            raise ValueError(f"Expected `similarity` to be 'cmd' or 'adversarial', but got {similarity!r}")
+        if packing not in ("auto", "packed", "padded"):
+            raise ValueError(f"Expected `packing` to be 'auto', 'packed' or 'padded', but got {packing!r}")
+        if eval_loss not in ("task", "total"):
+            raise ValueError(f"Expected `eval_loss` to be 'task' or 'total', but got {eval_loss!r}")
+        if clip_mode not in ("value", "norm"):
+            raise ValueError(f"Expected `clip_mode` to be 'value' or 'norm', but got {clip_mode!r}")
+        super().__init__(
+            spec, modalities=mods, hidden=hidden, rnn_hidden=rnn_hidden, packing=packing, heads=heads, ff_dim=ff_dim,
+            fusion_dropout=fusion_dropout, dropout=dropout, cmd_moments=cmd_moments, diff_weight=diff_weight,
+            sim_weight=sim_weight, recon_weight=recon_weight, similarity=similarity,
+            reverse_grad_weight=reverse_grad_weight, eval_loss=eval_loss, clip_mode=clip_mode,
+            patience=patience, trials=trials, lr_decay=lr_decay, **hparams,
+        )
+        self.modalities = mods
+        self.cmd_moments = int(cmd_moments)
+        self.weights = {"difference": float(diff_weight), "similarity": float(sim_weight),
+                        "reconstruction": float(recon_weight)}
+        self.similarity, self.reverse_grad_weight = similarity, float(reverse_grad_weight)
+        self.eval_loss, self.clip_mode = eval_loss, clip_mode
+        self._schedule: ReloadBestOnPlateau | None = None
+
+        # §3.2 utterance encoders and the projection to a common width d_h.
+        self.encoder = nn.ModuleDict()
+        self.project = nn.ModuleDict()
+        for m in mods:
+            dim = spec.modalities[m].dim
+            enc = UtteranceLSTM(dim, rnn_hidden or dim, packing)
+            self.encoder[m] = enc
+            self.project[m] = nn.Sequential(nn.Linear(enc.out_dim, hidden), nn.ReLU(), nn.LayerNorm(hidden))
+        # §3.3 private (one per modality) and shared (one) encoders; §3.5 reconstruction.
+        self.private = nn.ModuleDict({m: nn.Sequential(nn.Linear(hidden, hidden), nn.Sigmoid()) for m in mods})
+        self.shared = nn.Sequential(nn.Linear(hidden, hidden), nn.Sigmoid())
+        self.recon = nn.ModuleDict({m: nn.Linear(hidden, hidden) for m in mods})
+        # The code's alternative L_sim: a modality discriminator behind gradient reversal.
+        self.discriminator = None
+        if similarity == "adversarial" and sim_weight:
+            self.discriminator = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
+                                               nn.Linear(hidden, len(mods)))
+        # §3.4 fusion: torch's TransformerEncoderLayer defaults (post-LN, ReLU, dropout everywhere).
+        self.fusion = TransformerLayer(hidden, heads, ff_dim, dropout=fusion_dropout, attn_dropout=fusion_dropout,
+                                       relu_dropout=fusion_dropout, activation="relu", norm_first=False)
+        width = 2 * len(mods) * hidden
+        self.head = nn.Sequential(nn.Linear(width, width // 2), nn.Dropout(dropout), nn.ReLU(),
+                                  nn.Linear(width // 2, output_size(spec)))
+
+    # -- the model ---------------------------------------------------------
+    def forward(self, batch: Batch) -> Output:
+        aux: dict[str, torch.Tensor] = {}
+        private, shared = [], []
+        for m in self.modalities:
+            u = self.project[m](self.encoder[m](batch.inputs[m], batch.masks[m]))
+            hp, hc = self.private[m](u), self.shared(u)
+            aux[f"utterance.{m}"], aux[f"private.{m}"], aux[f"shared.{m}"] = u, hp, hc
+            aux[f"recon.{m}"] = self.recon[m](hp + hc)
+            private.append(hp)
+            shared.append(hc)
+        if self.discriminator is not None:
+            reversed_shared = grad_reverse(torch.cat(shared, dim=0), self.reverse_grad_weight)
+            aux["domain_logits"] = self.discriminator(reversed_shared)
+        tokens = torch.stack(private + shared, dim=1)  # [B, 2M, d_h]: no padding, no positions
+        fused = self.fusion(tokens).flatten(1)
+        return Output(scores=self.head(fused), aux=aux)
+
+    # -- the objective -------------------------------------------------------
+    def _task(self, batch: Batch, out: Output) -> torch.Tensor:
+        if self.spec.task == "regression":  # the authors' sentiment criterion
+            return F.mse_loss(out.scores.float().reshape(-1), batch.labels)
+        return task_loss(self.spec, out.scores.float(), batch.labels)
+
+    def loss(self, batch: Batch, out: Output) -> LossParts:
+        with torch.autocast(device_type=out.scores.device.type, enabled=False):  # float32 objective
+            return self._loss(batch, out)
+
+    def _loss(self, batch: Batch, out: Output) -> LossParts:
+        a, mods = out.aux, self.modalities
+        task = self._task(batch, out)
+        parts = {"task": task}
+        total = task
+        w = self.weights
+        if w["difference"]:
+            pairs = [(a[f"private.{m}"], a[f"shared.{m}"]) for m in mods]
+            pairs += [(a[f"private.{x}"], a[f"private.{y}"]) for x, y in combinations(mods, 2)]
+            parts["difference"] = sum(difference_loss(p, q) for p, q in pairs)
+            total = total + w["difference"] * parts["difference"]
+        if w["similarity"] and len(mods) > 1:
+            if self.similarity == "cmd":
+                pairs = list(combinations(mods, 2))
+                parts["cmd"] = sum(cmd(a[f"shared.{x}"], a[f"shared.{y}"], self.cmd_moments)
+                                   for x, y in pairs) / len(pairs)
+                sim = parts["cmd"]
+            else:
+                logits = a["domain_logits"].float()
+                n = logits.shape[0] // len(mods)
+                target = torch.arange(len(mods), device=logits.device).repeat_interleave(n)
+                parts["adversarial"] = sim = F.cross_entropy(logits, target)
+            total = total + w["similarity"] * sim
+        if w["reconstruction"]:
+            parts["reconstruction"] = sum(F.mse_loss(a[f"recon.{m}"].float(), a[f"utterance.{m}"].float())
+                                          for m in mods) / len(mods)
+            total = total + w["reconstruction"] * parts["reconstruction"]
+        if not self.training and self.eval_loss == "task":
+            total = task  # the authors select and schedule on the validation task loss
+        return LossParts(total=total, parts=parts)
+
+    # -- training ------------------------------------------------------------
+    def configure_optimizer(self, steps_per_epoch: int, epochs: int) -> OptimSetup:
+        hp = self.hparams
+        opt = torch.optim.Adam([p for p in self.parameters() if p.requires_grad], lr=float(hp.get("lr", 1e-4)),
+                               weight_decay=float(hp.get("weight_decay", 0.0)))
+        patience = hp.get("patience")
+        if patience is None:
+            self._schedule = None
+            return OptimSetup(opt)
+        self._schedule = ReloadBestOnPlateau(opt, self, factor=float(hp["lr_decay"]), patience=int(patience),
+                                             trials=int(hp["trials"]))
+        return OptimSetup(opt, self._schedule, interval="epoch")
+
+    def training_step(self, batch: Batch, optimizer: torch.optim.Optimizer, autocast=nullcontext) -> LossParts:
+        if self._schedule is not None and self._schedule.stopped:
+            # The authors have stopped training here: report the loss, change nothing.
+            with torch.no_grad(), autocast():
+                return self.loss(batch, self(batch))
+        optimizer.zero_grad(set_to_none=True)
+        with autocast():
+            out = self(batch)
+            parts = self.loss(batch, out)
+        parts.total.backward()
+        clip = self.hparams.get("grad_clip")
+        if clip:
+            params = [p for p in self.parameters() if p.requires_grad]
+            if self.clip_mode == "value":
+                torch.nn.utils.clip_grad_value_(params, float(clip))
+            else:
+                torch.nn.utils.clip_grad_norm_(params, float(clip))
+        optimizer.step()
+        return parts
