@@ -9,6 +9,10 @@
 * ``predictions.npz``  ids, truth and scores for valid and test (for significance tests)
 * ``metrics.json``     ``{"valid": {...}, "test": {...}, "decision": {...}}``
 
+Beside the seed folders, ``<config-hash>/profile/<device>-<dtype>.json`` holds
+speed/memory profiles of that config (``mmerbench profile``): the record's
+``metrics`` are flat numbers, the rest says where and how they were measured.
+
 A run is complete when ``metrics.json`` exists: it is written last and
 atomically (temporary name, then rename), so a killed run never looks complete.
 """
@@ -43,6 +47,24 @@ class RunMetrics(TypedDict):
 
 def run_dir(runs_root: Path, dataset: str, method: str, config_hash: str, seed: int) -> Path:
     return Path(runs_root) / dataset / method / config_hash / f"seed-{seed}"
+
+
+def profile_path(runs_root: Path, dataset: str, method: str, config_hash: str, device: str, dtype: str) -> Path:
+    """Where the profile of one config on one device kind ("cpu", "cuda") and dtype ("fp32", "bf16") lives."""
+    return Path(runs_root) / dataset / method / config_hash / "profile" / f"{device}-{dtype}.json"
+
+
+class ProfileRecord(TypedDict, total=False):
+    device: str  # "cpu" or "cuda"
+    device_name: str
+    dtype: str  # "fp32" or "bf16"
+    batch_size: int  # the training batch size timed
+    tf32: bool
+    versions: dict[str, str]  # torch, cuda, driver, python, mmerbench
+    date: str
+    # Flat numbers, e.g. params, train_samples_per_s, latency_ms_p50/p90/p99,
+    # infer_samples_per_s_bs<N>, peak_memory_mb_train, flops_per_sample, tflops_per_s.
+    metrics: dict[str, float]
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -115,4 +137,35 @@ def collect(runs_dir: str | os.PathLike) -> "pandas.DataFrame":  # noqa: F821
             for name, value in metrics[split].items():
                 rows.append((dataset, method, chash, seed, split, name, float(value)))
     cols = ["dataset", "method", "config_hash", "seed", "split", "metric", "value"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def read_profile(path: Path) -> ProfileRecord | None:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("metrics"), dict):
+        return None
+    return data  # type: ignore[return-value]
+
+
+def collect_profiles(runs_dir: str | os.PathLike) -> "pandas.DataFrame":  # noqa: F821
+    """Every stored profile as a tidy frame: dataset, method, config_hash, device, device_name, dtype, metric, value."""
+    import pandas as pd
+
+    rows = []
+    for path in sorted(Path(runs_dir).glob("*/*/*/profile/*.json")):
+        rec = read_profile(path)
+        if rec is None:
+            continue
+        chash, method, dataset = path.parent.parent.name, path.parent.parent.parent.name, path.parent.parent.parent.parent.name
+        for name, value in rec["metrics"].items():
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                continue
+            rows.append((dataset, method, chash, rec.get("device", ""), rec.get("device_name", ""),
+                         rec.get("dtype", ""), name, value))
+    cols = ["dataset", "method", "config_hash", "device", "device_name", "dtype", "metric", "value"]
     return pd.DataFrame(rows, columns=cols)
