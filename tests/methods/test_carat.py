@@ -11,21 +11,15 @@ import math
 import pytest
 import torch
 
-from mmerbench.data.spec import DatasetSpec, ModalitySpec
 from mmerbench.errors import MmerbenchError
 from mmerbench.methods.carat import Carat, momentum_prototypes, supervised_contrastive_loss
 from mmerbench.runner import RunRequest, parameter_count, run
 
-from methods.helpers import build, params_for, tiny_batch
+from methods.helpers import build, tiny_batch
 
 ALIGNED, UNALIGNED = "synth-mosei-aligned", "synth-mosei-unaligned"
 
-# An M3ED-shaped spec (7 labels, dialogue-level features up to 60 steps) until the data branch lands.
-M3ED_LIKE = DatasetSpec(
-    name="m3ed-like", task="multilabel",
-    labels=("Happy", "Neutral", "Sad", "Disgust", "Anger", "Fear", "Surprise"),
-    modalities={"text": ModalitySpec(768, 60), "audio": ModalitySpec(342, 60), "vision": ModalitySpec(1024, 60)},
-    splits={"train": 8, "valid": 8, "test": 8})
+M3ED = "synth-m3ed"  # 7 labels; text 50, audio 150, vision 50 steps
 
 
 def _small(dataset=ALIGNED, *overrides, seed=0):
@@ -47,6 +41,15 @@ def test_paper_config_parameter_count():
     assert parameter_count("carat", "mosei-aligned") == want == 6_937_080
     # Unaligned: audio and vision keep 500 steps, so their position tables grow by 440 rows each.
     assert parameter_count("carat", "mosei-unaligned") == want + 2 * 440 * 256
+
+
+def test_paper_config_parameter_count_m3ed():
+    # Encoders: text as MOSEI 2,467,584; audio 130·256+256 + 150 positions·256 + 512 + 4 layers = 1,655,552;
+    #   vision 342·256+256 + 60·256 + 512 + 4 layers = 1,686,784; input LayerNorms 2·(300+130+342) = 1,544.
+    # Per modality with 7 labels: 1,792 + 41,152 + 41,344 + 196,864 + 1,792 = 282,944 (· 3 = 848,832).
+    # Aggregator Linear(7·256, 256) + Linear(256, 7) = 460,807.
+    want = 2_467_584 + 1_655_552 + 1_686_784 + 1_544 + 848_832 + 460_807
+    assert parameter_count("carat", "m3ed") == want == 7_121_103
 
 
 # -- (b) the supervised contrastive loss ---------------------------------------------------------------
@@ -261,16 +264,14 @@ def test_padded_steps_change_nothing(dataset):
     assert torch.allclose(before, after, atol=1e-5)
 
 
-def test_modality_subset_and_m3ed_shaped_input():
+def test_modality_subset_and_m3ed():
     text_only, spec = _small(ALIGNED, "modalities=[text]")
     assert text_only.modalities == ["text"] and text_only.fusion["text"].in_features == 32
     with pytest.raises(MmerbenchError, match="Unknown modalities"):
         _small(ALIGNED, "modalities=[lyrics]")
-    p = params_for("carat", ALIGNED, "small")
-    torch.manual_seed(0)
-    model = Carat(M3ED_LIKE, **p)
+    model, m3ed = _small(M3ED)
     assert model.classifier.shape == (3, 7, 32) and model.aggregator[-1].out_features == 7
-    _train_steps(model, M3ED_LIKE, 1)
+    _train_steps(model, m3ed, 1)
     assert int(model.queue_ptr) == 3 * 3 * 3 * 7
 
 

@@ -11,33 +11,20 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from mmerbench.data.spec import DatasetSpec, ModalitySpec
 from mmerbench.errors import MmerbenchError
-from mmerbench.methods.robmmr import RobMMR, asymmetric_loss, bernoulli_kl, hard_topk, soft_topk
+from mmerbench.methods.robmmr import asymmetric_loss, bernoulli_kl, hard_topk, soft_topk
 from mmerbench.runner import RunRequest, parameter_count, run
 
-from methods.helpers import build, count_parameters, params_for, tiny_batch
+from methods.helpers import build, count_parameters, tiny_batch
 
 ALIGNED, UNALIGNED = "synth-mosei-aligned", "synth-mosei-unaligned"
 CALM = ("dropout=0.0",)  # the small preset has no dropout already; kept explicit where a test relies on it
 
-# A NEMu-shaped spec (four modalities, a one-step picture) until the data branch registers the twin.
-NEMU_LIKE = DatasetSpec(
-    name="nemu-like", task="multilabel", labels=tuple(f"e{i}" for i in range(5)),
-    modalities={"picture": ModalitySpec(48, 1), "audio": ModalitySpec(20, 30),
-                "comments": ModalitySpec(40, 25), "lyrics": ModalitySpec(40, 35)},
-    splits={"train": 8, "valid": 8, "test": 8})
+NEMU = "synth-nemu"  # four modalities: picture (one step), audio, comments, lyrics
 
 
 def _small(dataset=ALIGNED, *overrides, seed=0):
     return build("robmmr", dataset, preset="small", overrides=overrides, seed=seed)
-
-
-def _nemu_like(*overrides):
-    p = params_for("robmmr", ALIGNED, "small", overrides)
-    p["modalities"] = None
-    torch.manual_seed(0)
-    return RobMMR(NEMU_LIKE, **p)
 
 
 # -- (a) the paper config's size ---------------------------------------------------------------
@@ -55,6 +42,13 @@ def test_paper_config_parameter_count():
     assert parameter_count("robmmr", "mosei-aligned") == want == 28_611_076
     # No positional encoding and no alignment module: the unaligned setting has the same size.
     assert parameter_count("robmmr", "mosei-unaligned") == want
+
+
+def test_paper_config_parameter_count_nemu():
+    # Four modalities: embeddings picture 2048·512+1536, audio 128·512+1536, comments and lyrics
+    #   768·512+1536 each = 1,906,688; four uni-modal encoders + the tri-modal one 5 · 6,309,376;
+    #   decoder 3,157,504 (six labels); read-out 513; four scorers 2,052.
+    assert parameter_count("robmmr", "nemu") == 1_906_688 + 5 * 6_309_376 + 3_157_504 + 513 + 2_052 == 36_613_637
 
 
 # -- (b) the differentiable top-k ----------------------------------------------------------------
@@ -361,9 +355,9 @@ def test_encoder_and_decoder_rows():
     assert count_parameters(no_sa) == n - (4 * (32 * 32 + 32) + 2 * 32)
     assert count_parameters(no_ffn) == n - (32 * 64 + 64 + 64 * 32 + 32 + 2 * 32)
     assert count_parameters(no_tri) < n
-    lstm = _nemu_like("encoder=lstm")  # shorter sequences: a CPU LSTM steps through time
+    lstm, nemu = _small(NEMU, "encoder=lstm")  # NEMu's shorter tri-modal sequence: a CPU LSTM steps through time
     assert lstm.trimodal.kind == "lstm" and all(e.kind == "lstm" for e in lstm.encoders.values())
-    for model, s in ((lstm, NEMU_LIKE), (no_tri, spec), (classifier, spec), (no_sa, spec), (no_ffn, spec)):
+    for model, s in ((lstm, nemu), (no_tri, spec), (classifier, spec), (no_sa, spec), (no_ffn, spec)):
         model.train()
         parts = model.training_step(tiny_batch(s), model.configure_optimizer(10, 1).optimizer)
         assert torch.isfinite(parts.total)
@@ -389,9 +383,9 @@ def test_modality_subset_and_four_modalities():
     assert text_only.modalities == ["text"] and set(text_only.embed) == {"text"}
     with pytest.raises(MmerbenchError, match="Unknown modalities"):
         _small(ALIGNED, "modalities=[lyrics]")
-    model = _nemu_like("atm_k=24")
+    model, nemu = _small(NEMU)
     assert model.modalities == ["picture", "audio", "comments", "lyrics"]
-    batch = tiny_batch(NEMU_LIKE)
+    batch = tiny_batch(nemu)
     model.train()
     e, masks = model._embed(batch)
     logits, h = model._encode(e, masks)
