@@ -410,7 +410,7 @@ class Carat(Method):
         optimizer.step()
         with torch.no_grad():
             self.update_state(out, batch.labels)
-        return parts
+        return LossParts(total=parts.total.detach(), parts={k: v.detach() for k, v in parts.parts.items()})
 
     @torch.no_grad()
     def update_state(self, out: Output, labels: torch.Tensor) -> None:

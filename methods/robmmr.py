@@ -9,7 +9,7 @@ named below. Nothing is copied from any public code.
 What each piece implements (poster numbering):
 
 * :class:`RobMMR` embeds each modality with Linear(in → d) + LayerNorm + dropout
-  (no positional encoding), encodes it with a uni-modal encoder E^m
+  (no positional encoding), encodes it with its uni-modal encoder (E^t, E^v, E^a)
   (:class:`SequenceEncoder`: post-LN Transformer layers and a final LayerNorm),
   encodes the concatenation of the uni-modal sequences with the tri-modal
   encoder E^m (same kind), and decodes one learned query per label with the
@@ -43,7 +43,10 @@ Choices the poster leaves open (config key in brackets):
    anchors {0, 1} with marginals μ_i = 1/n and ν = ((n−k)/n, k/n), cost
    (s_i − y_j)², entropy weight `atm_epsilon` (0.1), `atm_iterations` (100)
    Sinkhorn iterations in the log domain, float32, vectorised over the batch.
-   The soft indicator is A_i = n Γ_{i,1}. Padded steps carry no mass.
+   The soft indicator is A_i = n Γ_{i,1}. Padded steps carry no mass. The
+   iterations run without autograd and the gradient is the implicit one of the
+   Sinkhorn fixed point (see :func:`soft_topk`): exact at convergence, and the
+   backward pass does not unroll a hundred iterations.
 3. **"Exactly k".** k_i = min(`atm_k`, n_i) for a sequence with n_i real steps:
    a sequence no longer than k is masked entirely (NEMu's one-step picture is
    always dropped in the masked pass). The applied mask is hard: exactly the k_i

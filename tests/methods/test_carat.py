@@ -5,6 +5,7 @@ an end-to-end run with the authors' threshold, and (slow) BR beaten."""
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 
@@ -273,6 +274,20 @@ def test_modality_subset_and_m3ed():
     assert model.classifier.shape == (3, 7, 32) and model.aggregator[-1].out_features == 7
     _train_steps(model, m3ed, 1)
     assert int(model.queue_ptr) == 3 * 3 * 3 * 7
+
+
+def test_training_step_under_bf16_autocast():
+    """What CUDA runs do (bf16 autocast), tried on the CPU: the float32-guarded parts keep it finite."""
+    model, spec = _small(M3ED)
+    model.train()
+    autocast = functools.partial(torch.autocast, device_type="cpu", dtype=torch.bfloat16)
+    parts = model.training_step(tiny_batch(spec), model.configure_optimizer(10, 1).optimizer, autocast=autocast)
+    assert torch.isfinite(parts.total) and all(torch.isfinite(v) for v in parts.parts.values())
+    assert model.queue.dtype == torch.float32 and torch.isfinite(model.pos_protos).all()
+    model.eval()
+    with torch.no_grad(), autocast():
+        prob = model.probabilities(model(tiny_batch(spec)))
+    assert prob.dtype == torch.float32 and ((prob >= 0) & (prob <= 1)).all()
 
 
 # -- (e) end to end ---------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ end-to-end run, and (slow) BR beaten."""
 from __future__ import annotations
 
 import copy
+import functools
 import json
 
 import pytest
@@ -394,6 +395,17 @@ def test_modality_subset_and_four_modalities():
     assert aux["mask_picture"].all()  # a one-step picture is shorter than k: masked entirely
     parts = model.training_step(batch, model.configure_optimizer(10, 1).optimizer)
     assert set(parts.parts) == {"task", "masked", "app_kl"} and torch.isfinite(parts.total)
+
+
+@pytest.mark.parametrize("overrides", [(), ("encoder=lstm",), ("input_perturbation=pgd",)])
+def test_training_step_under_bf16_autocast(overrides):
+    """What CUDA runs do (bf16 autocast), tried on the CPU: the float32-guarded parts keep it finite."""
+    model, spec = _small(NEMU if overrides else ALIGNED, *overrides)
+    model.train()
+    autocast = functools.partial(torch.autocast, device_type="cpu", dtype=torch.bfloat16)
+    parts = model.training_step(tiny_batch(spec), model.configure_optimizer(10, 1).optimizer, autocast=autocast)
+    assert torch.isfinite(parts.total) and all(torch.isfinite(v) for v in parts.parts.values())
+    assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
 # -- (f) end to end ----------------------------------------------------------------------------------
