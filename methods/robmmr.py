@@ -385,8 +385,17 @@ class RobMMR(Method):
         self.attack_epsilon, self.pgd_steps, self.pgd_alpha = float(attack_epsilon), int(pgd_steps), float(pgd_alpha)
         self.erasing_prob, self.noise_std = float(erasing_prob), float(noise_std)
         self.asl = {"gamma_neg": float(asl_gamma_neg), "gamma_pos": float(asl_gamma_pos), "clip": float(asl_clip)}
-        if self.k < 1:
-            raise MmerbenchError(f"Expected `atm_k` to be at least 1, but got {atm_k}.")
+        checks = {"atm_k": (atm_k, self.k >= 1, "at least 1"),
+                  "atm_epsilon": (atm_epsilon, self.atm_epsilon > 0, "positive"),
+                  "atm_iterations": (atm_iterations, self.atm_iterations >= 1, "at least 1"),
+                  "pgd_steps": (pgd_steps, self.pgd_steps >= 1, "at least 1"),
+                  "erasing_prob": (erasing_prob, 0.0 <= self.erasing_prob <= 1.0, "in [0, 1]")}
+        for key in ("mask_weight", "app_epsilon", "app_weight", "attack_epsilon", "pgd_alpha", "noise_std"):
+            value = getattr(self, key)
+            checks[key] = (value, value >= 0, "non-negative")
+        for key, (value, ok, want) in checks.items():
+            if not ok:
+                raise MmerbenchError(f"Expected `{key}` to be {want}, but got {value}.")
 
         self.embed = nn.ModuleDict({
             m: nn.Sequential(nn.Linear(spec.modalities[m].dim, d), nn.LayerNorm(d), nn.Dropout(dropout))
