@@ -196,3 +196,16 @@ def test_truncated_npz_and_malformed_yaml(folder):
 def test_every_error_is_a_data_error(folder):
     with pytest.raises(DataError):
         read_canonical(_files(folder)[:3])
+
+
+def test_a_folder_standing_for_a_registered_dataset_must_match_it(tmp_path):
+    twin = small("ur-funny")
+    twin.spec = twin.spec.with_(name="synth-ur-funny", synthetic=True, twin_of="ur-funny")
+    exported = write_canonical(twin, tmp_path / "ur-funny")
+    out = load_dataset("ur-funny", data_dir=tmp_path)
+    assert (out.spec.name, out.spec.synthetic, out.spec.twin_of) == ("ur-funny", False, None)
+    write_canonical(small("iemocap"), tmp_path / "msp-improv")
+    expect_data_error(lambda: load_dataset("msp-improv", data_dir=tmp_path), "modalities are text, audio, vision",
+                      "'msp-improv' has text, audio")
+    write_canonical(small("mosi"), exported, overwrite=True)
+    expect_data_error(lambda: load_dataset("ur-funny", data_dir=tmp_path), "task is regression", "binary")

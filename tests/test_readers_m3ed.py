@@ -209,3 +209,17 @@ def test_carat_broken_variants(tmp_path):
     write_carat_pt(ds, path)
     truncate(path)
     expect_data_error(read, "truncated")
+
+
+def test_carat_nonfinite_and_hostile(tmp_path):
+    ds = carat_ds()
+    path = write_carat_pt(ds, tmp_path / "c.pt")
+    data = safe_load(path)
+    data["valid"]["src-audio"][2][0, :3] = [np.nan, np.inf, -np.inf]
+    torch.save(data, path)
+    out = read_carat([path], spec=SPECS["m3ed"])
+    assert out.report.nonfinite["valid"]["audio"] == 3 and np.isfinite(out["valid"].inputs["audio"]).all()
+    marker = tmp_path / "MARKER"
+    write_hostile_pickle(path, marker)
+    expect_data_error(lambda: read_carat([path], spec=SPECS["m3ed"]), "not an allowed type")
+    assert not marker.exists()

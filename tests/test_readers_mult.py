@@ -236,3 +236,18 @@ def test_mmsa_broken_variants(tmp_path):
     write_mmsa_pkl(ds, path)
     rewrite_pickle(path, lambda d: d["train"]["text_bert"].__setitem__((0, 1, 0), 7))
     expect_data_error(read, "'text_bert'", "0 and 1")
+
+
+def test_mmsa_nonfinite_hostile_truncated(tmp_path):
+    ds = mmsa_ds()
+    path = write_mmsa_pkl(ds, tmp_path / "aligned_50.pkl")
+    rewrite_pickle(path, lambda d: d["valid"]["vision"].__setitem__((1, 0, slice(0, 2)), [np.nan, -np.inf]))
+    out = read_mmsa([path], spec=SPECS["mosi"])
+    assert out.report.nonfinite["valid"] == {"text": 0, "audio": 0, "vision": 2}
+    marker = tmp_path / "MARKER"
+    write_hostile_pickle(path, marker)
+    expect_data_error(lambda: read_mmsa([path], spec=SPECS["mosi"]), "not an allowed type")
+    assert not marker.exists()
+    write_mmsa_pkl(ds, path)
+    truncate(path)
+    expect_data_error(lambda: read_mmsa([path], spec=SPECS["mosi"]), "truncated")

@@ -38,6 +38,7 @@ Sources of the static values:
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 
 from mmerbench.data.readers.canonical import FILES as CANONICAL_FILES
 from mmerbench.data.readers.canonical import read_canonical
@@ -47,7 +48,9 @@ from mmerbench.data.readers.mult import mult_reader
 from mmerbench.data.readers.nemu import NEMU_LABELS, read_nemu
 from mmerbench.data.readers.urfunny import SDK_FILES, read_urfunny_sdk
 from mmerbench.data.registry import DataFormat, DatasetEntry, register_dataset
+from mmerbench.data.dataset import Dataset
 from mmerbench.data.spec import DatasetSpec, ModalitySpec
+from mmerbench.errors import DataError
 
 IEMOCAP_LABELS = ("neutral", "happy", "sad", "angry")  # MulT's file order
 MSP_IMPROV_LABELS = ("happy", "sad", "neutral", "angry")  # the auxiliary-loss paper's order
@@ -134,6 +137,27 @@ def _bound(read, spec: DatasetSpec):
     return partial(read, spec=spec)
 
 
+def read_registered_canonical(files: list[Path], *, spec: DatasetSpec) -> Dataset:
+    """A canonical folder under the data root that stands for registered dataset `spec.name`.
+
+    Its task and modality names must be the registered ones; its labels (of
+    the registered number), dims, lengths and sizes are its own. It is loaded
+    under the registered name, as real data.
+    """
+    ds = read_canonical(files)
+    got, where = ds.spec, files[0]
+    if got.task != spec.task:
+        raise DataError(f"{where}: the folder's task is {got.task}, but {spec.name!r} is a {spec.task} dataset.")
+    if set(got.modalities) != set(spec.modalities):
+        raise DataError(f"{where}: the folder's modalities are {', '.join(got.modalities)}, but {spec.name!r} has "
+                        f"{', '.join(spec.modalities)}.")
+    if len(got.labels) != len(spec.labels):
+        raise DataError(f"{where}: the folder names {len(got.labels)} labels ({', '.join(got.labels)}); "
+                        f"{spec.name!r} has {len(spec.labels)} ({', '.join(spec.labels)}).")
+    ds.spec = got.with_(name=spec.name, synthetic=False, twin_of=None)
+    return ds
+
+
 def formats_of(name: str) -> tuple[DataFormat, ...]:
     """The formats a dataset is read from, preferred first (`mmerbench datasets` shows the one found)."""
     spec = SPECS[name]
@@ -155,8 +179,8 @@ def formats_of(name: str) -> tuple[DataFormat, ...]:
                            "CARAT's dialogue-level file"))
     if name == "nemu":
         return (DataFormat("nemu-pt", ("nemu/nemu_data.pt",), _bound(read_nemu, spec), "the RobMMR authors' file"),)
-    canonical = DataFormat("canonical", tuple(f"{name}/{f}" for f in CANONICAL_FILES), read_canonical,
-                           "the canonical format")
+    canonical = DataFormat("canonical", tuple(f"{name}/{f}" for f in CANONICAL_FILES),
+                           _bound(read_registered_canonical, spec), "the canonical format")
     if name == "ur-funny":
         return (canonical, DataFormat("urfunny-sdk", tuple(f"ur-funny/{f}" for f in SDK_FILES),
                                       _bound(read_urfunny_sdk, spec), "the UR-FUNNY authors' sdk pickles"))
