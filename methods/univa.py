@@ -304,6 +304,7 @@ class UniVA(Method):
     paper = ("A Unimodal Valence-Arousal Driven Contrastive Learning Framework for Multimodal Multi-Label "
              "Emotion Recognition (Zheng et al., ACM MM 2024)")
     tasks = ("multilabel",)
+    required_modalities = ("text", "audio", "vision")
     score_name = "softmax"
 
     def __init__(
@@ -337,10 +338,13 @@ class UniVA(Method):
         **hparams: Any,
     ) -> None:
         super().__init__(spec, modalities=modalities, **hparams)
-        mods = list(modalities) if modalities else list(spec.modalities)
-        unknown = [m for m in mods if m not in spec.modalities]
+        lacking = [m for m in self.required_modalities if m not in spec.modalities]
+        if lacking:
+            raise MmerbenchError(f"UniVA needs text, audio and vision; {spec.name!r} lacks {', '.join(lacking)}.")
+        mods = list(modalities) if modalities else list(self.required_modalities)
+        unknown = [m for m in mods if m not in self.required_modalities]
         if unknown or not mods:
-            raise MmerbenchError(f"Expected `modalities` among {list(spec.modalities)}, but got {modalities!r}.")
+            raise MmerbenchError(f"Expected `modalities` among text, audio, vision, but got {modalities!r}.")
         if kl_target not in ("normalised", "softmax"):
             raise MmerbenchError(f"Expected `kl_target` in normalised/softmax, but got {kl_target!r}.")
         if kl_reduction not in ("mean", "batchmean"):
@@ -351,7 +355,7 @@ class UniVA(Method):
             raise MmerbenchError(f"Expected `alpha` in [0, 1], but got {alpha!r}.")
         if float(temperature) <= 0:
             raise MmerbenchError(f"Expected a positive `temperature`, but got {temperature!r}.")
-        self.modalities = [m for m in spec.modalities if m in mods]
+        self.modalities = [m for m in self.required_modalities if m in mods]  # text, audio, vision order
         self.alpha, self.temperature, self.va_threshold = float(alpha), float(temperature), float(va_threshold)
         self.contrastive, self.use_prior = bool(contrastive), bool(correlation_prior)
         self.kl_target, self.kl_reduction, self.kl_scale = kl_target, kl_reduction, float(kl_scale)
@@ -364,7 +368,7 @@ class UniVA(Method):
         layers = {"text": text_layers, "audio": audio_layers, "vision": vision_layers}
         self.encoders = nn.ModuleDict({
             m: UtteranceEncoder(spec.modalities[m].dim, spec.modalities[m].length, d, int(heads), int(d_ff),
-                                int(layers.get(m, text_layers)), float(dropout), float(fc_dropout))
+                                int(layers[m]), float(dropout), float(fc_dropout))
             for m in self.modalities
         })
         for module in self.encoders.modules():

@@ -36,9 +36,10 @@ from methods.helpers import build, count_parameters, tiny_batch
 
 ALIGNED, UNALIGNED = "synth-mosei-aligned", "synth-mosei-unaligned"
 MOSEI_LABELS = ("happy", "sad", "anger", "surprise", "disgust", "fear")
-# M3ED as CARAT's file names its labels (METHODS.md): capitalised, its own order.
-M3ED = DatasetSpec(
-    name="m3ed-like", task="multilabel", labels=("Happy", "Neutral", "Sad", "Disgust", "Anger", "Fear", "Surprise"),
+# M3ED in CARAT's dialogue-level format (METHODS.md): capitalised labels in the file's own order,
+# text 768 / audio 342 / vision 1024 over 60 steps.
+M3ED_CARAT = DatasetSpec(
+    name="m3ed-carat", task="multilabel", labels=("Happy", "Neutral", "Sad", "Disgust", "Anger", "Fear", "Surprise"),
     modalities={"text": ModalitySpec(768, 60), "audio": ModalitySpec(342, 60), "vision": ModalitySpec(1024, 60)},
     splits={"train": 8, "valid": 8, "test": 8},
 )
@@ -78,17 +79,20 @@ def test_paper_config_parameter_count_unaligned():
 
 
 def test_paper_config_parameter_count_m3ed():
-    # The authors' M3ED script: 3 + 5 + 3 = 11 layers → 77,966,592; inputs (768, 342, 1024 → 768):
-    # 590,592 + 263,424 + 787,200 = 1,641,216; positions 138,240; pooling 3,548,163; classifier 2304·7 + 7.
+    # The authors' M3ED script: 3 + 5 + 3 = 11 layers → 77,966,592. UniVA's release as registered
+    # (text 300 × 50, audio 130 × 150, vision 342 × 50): inputs 231,168 + 100,608 + 263,424 = 595,200,
+    # positions 250·768 = 192,000; pooling 3,548,163; classifier 2304·7 + 7 = 16,135.
+    assert parameter_count("univa", "m3ed") == 77_966_592 + 595_200 + 192_000 + 3_548_163 + 16_135
+    # CARAT's format: inputs (768, 342, 1024 → 768) 590,592 + 263,424 + 787,200, positions 3·60·768.
     with torch.device("meta"):
-        model = UniVA(M3ED, **_params("m3ed"))
+        model = UniVA(M3ED_CARAT, **_params("m3ed"))
     assert count_parameters(model) == 77_966_592 + 1_641_216 + 138_240 + 3_548_163 + 16_135
 
 
-def test_builds_and_trains_on_an_m3ed_shaped_spec():
+def test_builds_and_trains_on_carats_m3ed_format():
     torch.manual_seed(0)
-    model = UniVA(M3ED, **_params("m3ed", preset="small"))
-    batch = tiny_batch(M3ED)
+    model = UniVA(M3ED_CARAT, **_params("m3ed", preset="small"))
+    batch = tiny_batch(M3ED_CARAT)
     parts = model.loss(batch, model(batch))
     parts.total.backward()
     assert torch.isfinite(parts.total)
@@ -177,8 +181,8 @@ def test_similarity_matrix_is_cosine_of_minmax_scaled_label_va():
 
 
 def test_label_names_are_matched_in_the_files_order_and_case():
-    raw = label_va_table(M3ED.labels)
-    assert raw.tolist() == [list(NRC_VAD[n.lower()]) for n in M3ED.labels]
+    raw = label_va_table(M3ED_CARAT.labels)
+    assert raw.tolist() == [list(NRC_VAD[n.lower()]) for n in M3ED_CARAT.labels]
     assert label_va_table(["Angry", "joy"]).tolist() == [list(NRC_VAD["anger"]), list(NRC_VAD["happy"])]
 
 
@@ -384,6 +388,9 @@ def test_unknown_settings_are_clear_errors():
     spec = _small()[1]
     with pytest.raises(MmerbenchError, match="modalities"):
         UniVA(spec, **{**_params("mosei-aligned", "small"), "modalities": ["smell"]})
+    no_vision = spec.with_(modalities={m: ms for m, ms in spec.modalities.items() if m != "vision"})
+    with pytest.raises(MmerbenchError, match="lacks vision"):
+        UniVA(no_vision, **_params("mosei-aligned", "small"))
 
 
 # -- (c) end to end ------------------------------------------------------------------------------
