@@ -85,10 +85,16 @@ Choices the paper leaves open (each one named; the config key in brackets):
    mean of its labels' scaled VA (the same for every modality); a sample with
    no label takes NRC-VAD's neutral (0.5, 0.5) scaled with the same axis
    ranges. The model says so once in the log. ``va_source: labels`` uses the
-   fallback even where the data has VA. The per-sample VA are used as given:
-   the authors' loader z-scores each split's VA (with the valence axis'
-   statistics for both axes) before applying the 0.1 threshold; put the
-   data's VA on the scale the threshold is meant for [``va_threshold``].
+   fallback even where the data has VA. **Standardised data VA**
+   [``va_standardize``: true]: the release's VA are raw model outputs and the
+   authors' loader z-scores each modality's VA before the 0.1 threshold
+   applies — with the *valence* axis' mean and std for both axes, and each
+   split's own statistics. Both axes shifted by one number and divided by
+   one number: distances only shrink by σ_valence, so this is an isotropic
+   rescaling, and we reproduce it with the training split's statistics (ddof
+   1, computed in :meth:`UniVA.setup`, kept in the ``va_stats`` buffer) for
+   every split — VA only enter the contrastive loss, i.e. training, where
+   the two agree. The label-derived fallback is used on its own scale.
 10. **Contrastive details**: H̃ = H / ‖H‖ [``cl_normalize``: true; false = the
     authors' raw features]; per modality the mean over the anchors that have
     at least one positive (the slides' sum over x_i would grow with the
@@ -128,6 +134,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from mmerbench.data.batching import Batch
+from mmerbench.data.dataset import Split
 from mmerbench.data.spec import DatasetSpec
 from mmerbench.errors import DataError, MmerbenchError
 from mmerbench.methods._layers import TransformerLayer, attention_mask
@@ -334,6 +341,7 @@ class UniVA(Method):
         cl_duplicate_view: bool = False,
         cl_text_weight: float = 1.0,
         va_source: str = "auto",
+        va_standardize: bool = True,
         label_va: Mapping[str, Sequence[float]] | None = None,
         **hparams: Any,
     ) -> None:
@@ -361,7 +369,7 @@ class UniVA(Method):
         self.kl_target, self.kl_reduction, self.kl_scale = kl_target, kl_reduction, float(kl_scale)
         self.cl_normalize, self.cl_duplicate_view = bool(cl_normalize), bool(cl_duplicate_view)
         self.cl_text_weight = float(cl_text_weight)
-        self.va_source = va_source
+        self.va_source, self.va_standardize = va_source, bool(va_standardize)
         self._warned_fallback = False
 
         d = int(d_model)
@@ -385,6 +393,27 @@ class UniVA(Method):
         self.register_buffer("neutral_va", torch.tensor(neutral, dtype=torch.float32), persistent=False)
         self.register_buffer("similarity", torch.tensor(label_similarity(scaled), dtype=torch.float32),
                              persistent=False)
+        # Per modality the training split's valence mean and std (choice 9); identity until setup().
+        self.register_buffer("va_stats", torch.tensor([[0.0, 1.0]] * len(self.modalities)))
+
+    def setup(self, train: Split) -> None:
+        """Valence mean and std (ddof 1) of each modality's per-sample VA in the training split."""
+        if not self.va_standardize:
+            return
+        stats = []
+        for m in self.modalities:
+            va = train.extras.get(f"va_{m}")
+            if va is None:
+                stats.append((0.0, 1.0))
+                continue
+            va = np.asarray(va, dtype=np.float64)
+            if va.ndim != 2 or va.shape[1] != 2:
+                raise DataError(f"Expected `va_{m}` of shape (N, 2) in the training split, but got {va.shape}.")
+            v = va[np.isfinite(va[:, 0]), 0]
+            std = float(v.std(ddof=1)) if v.size > 1 else 0.0
+            stats.append((float(v.mean()) if v.size else 0.0, std if std > 0 else 1.0))
+        with torch.no_grad():
+            self.va_stats.copy_(torch.tensor(stats, dtype=self.va_stats.dtype))
 
     # -- the model ---------------------------------------------------------------------------------
     def forward(self, batch: Batch) -> Output:
@@ -417,6 +446,9 @@ class UniVA(Method):
             if not bool(torch.isfinite(va).all()):
                 raise DataError(f"Expected finite valence/arousal in `va_{m}`, but it holds NaN or inf.")
             out[m] = va.float()
+            if self.va_standardize:
+                mean, std = self.va_stats[self.modalities.index(m)]
+                out[m] = (out[m] - mean) / std
         if missing:
             if not self._warned_fallback:
                 self._warned_fallback = True

@@ -18,6 +18,7 @@ from sklearn.preprocessing import minmax_scale as sk_minmax_scale
 from mmerbench import metrics as metricslib
 from mmerbench.config import resolve
 from mmerbench.data.batching import Batch
+from mmerbench.data.dataset import Split
 from mmerbench.data.spec import DatasetSpec, ModalitySpec
 from mmerbench.errors import DataError, MmerbenchError
 from mmerbench.methods.univa import (
@@ -227,6 +228,36 @@ def test_data_va_is_used_where_present_and_the_fallback_is_logged_once(caplog):
 
     forced, _ = _small(ALIGNED, "va_source=labels")
     assert torch.equal(forced.sample_va(batch)["text"], fallback)
+
+
+def _train_split(spec, va_text):
+    n = len(va_text)
+    return Split(inputs={}, masks={}, labels=np.zeros((n, spec.num_labels), dtype=np.int8),
+                 ids=np.arange(n).astype(str), extras={"va_text": np.asarray(va_text, dtype=np.float32)})
+
+
+def test_data_va_is_standardised_with_the_training_valence_statistics():
+    model, spec = _small()
+    # training valence 0, 2, 4, 6: mean 3, std (ddof 1) √(20/3); arousal is ignored, as in the authors' loader
+    model.setup(_train_split(spec, [[0.0, 9.0], [2.0, -9.0], [4.0, 0.0], [6.0, 1.0]]))
+    std = math.sqrt(20 / 3)
+    assert model.va_stats[0].tolist() == pytest.approx([3.0, std])
+    assert model.va_stats[1].tolist() == [0.0, 1.0]  # no audio VA in the split: left as is
+    given = torch.tensor([[0.0, 0.0], [0.2, 0.0], [5.0, 5.0]])  # samples 0 and 1: 0.2 apart in raw units
+    batch = _batch_with_labels(spec, [[1, 0, 0, 0, 0, 0]] * 3, extras={"va_text": given})
+    va = model.sample_va(batch)["text"]
+    assert torch.allclose(va, (given - 3.0) / std)
+    assert va_positives(va, 0.1)[0].tolist() == [False, True, False]  # 0.2 / 2.58 < 0.1
+    raw, _ = _small(ALIGNED, "va_standardize=false")
+    raw.setup(_train_split(spec, [[0.0, 9.0], [2.0, -9.0], [4.0, 0.0], [6.0, 1.0]]))
+    assert torch.equal(raw.sample_va(batch)["text"], given)
+    assert va_positives(given, 0.1)[0].tolist() == [False, False, False]
+
+
+def test_training_va_of_the_wrong_shape_is_a_clear_error():
+    model, spec = _small()
+    with pytest.raises(DataError, match="va_text"):
+        model.setup(_train_split(spec, [0.1, 0.2, 0.3]))
 
 
 @pytest.mark.parametrize("bad, match", [
