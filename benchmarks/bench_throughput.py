@@ -8,7 +8,8 @@ Each (method, dataset) runs in its own process, so peak memory is that
 configuration's alone: on CUDA ``torch.cuda.max_memory_allocated`` (reset
 before timing), on CPU the process' peak resident set size (which includes
 the Python interpreter and torch itself, ~0.3 GB). Batches have the paper's
-batch size and the twin's real shapes (random features, full-length masks);
+batch size and the twin's real shapes (random features, full-length masks,
+random per-modality valence/arousal extras for methods that read them);
 after ``--warmup`` steps, ``--steps`` optimizer steps are timed (CUDA:
 synchronised before reading the clock). Figures are the method's own
 ``training_step`` (forward, loss, backward, clip, step) — no data loading.
@@ -41,7 +42,10 @@ def _one(method: str, dataset: str, device: str, steps: int, warmup: int, preset
     inputs = {m: torch.randn(bs, ms.length, ms.dim, generator=g).to(device) for m, ms in spec.modalities.items()}
     masks = {m: torch.ones(bs, ms.length, dtype=torch.bool, device=device) for m, ms in spec.modalities.items()}
     labels = (torch.rand(bs, spec.num_labels, generator=g) < 0.3).float().to(device)
-    batch = Batch(inputs=inputs, masks=masks, labels=labels, index=torch.arange(bs, device=device))
+    # Per-sample (valence, arousal) per modality, as datasets that have them provide (UniVA reads them).
+    gv = torch.Generator().manual_seed(1)  # its own generator: the other draws stay as they were
+    extras = {f"va_{m}": (torch.rand(bs, 2, generator=gv) * 2 - 1).to(device) for m in spec.modalities}
+    batch = Batch(inputs=inputs, masks=masks, labels=labels, index=torch.arange(bs, device=device), extras=extras)
 
     model = get_method(method)(spec, **params)
     ylab = (torch.rand(64, spec.num_labels, generator=g) < 0.3).numpy().astype("int8")

@@ -438,7 +438,8 @@ def _run_torch(prep, dataset, seed, folder, device, on_epoch_end):
     model.load_state_dict(best["state"])
     scores = {s: predict(model, data[s], batch_size, autocast)[0] for s in results.SPLITS_SCORED}
     _save_checkpoint(folder / MODEL, {"model": best["state"], "epoch": best["epoch"]})
-    score_name = {"multilabel": "sigmoid", "binary": "sigmoid", "multiclass": "softmax"}.get(spec.task, "regression")
+    score_name = getattr(prep.cls, "score_name", None) or \
+        {"multilabel": "sigmoid", "binary": "sigmoid", "multiclass": "softmax"}.get(spec.task, "regression")
     metrics = _finish(folder, spec, dataset, scores, threshold, score_name)
     (folder / CHECKPOINT).unlink(missing_ok=True)  # the run is complete; model.pt keeps the selected weights
     return metrics, status
