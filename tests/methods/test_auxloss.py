@@ -194,15 +194,16 @@ def test_end_to_end_run_reports_wa_ua_f1_and_per_class_accuracy(tmp_path):
         assert key in test
 
 
-# -- (e) slow: better than the early-fusion reference on the IEMOCAP twin ---------------------------
+# -- (e) slow: better than the early-fusion reference on the MSP-Improv twin ------------------------
 
 
 @pytest.mark.slow
-def test_beats_the_mlp_reference_on_the_iemocap_twin(tmp_path):
-    common = dict(dataset=IEMOCAP, scale=0.2, device="cpu", progress=False,
+def test_beats_the_mlp_reference_on_the_msp_improv_twin(tmp_path):
+    """The slides' own audio + text set; the MLP reads the same two modalities (time-averaged)."""
+    common = dict(dataset="synth-msp-improv", scale=0.2, device="cpu", progress=False,
                   data_dir=str(tmp_path / "data"), runs_dir=str(tmp_path / "runs"))
     [ref] = run(RunRequest(method="mlp", **common))
-    [aux] = run(RunRequest(method="auxloss", preset="small", epochs=12, **common))
+    [aux] = run(RunRequest(method="auxloss", preset="small", epochs=6, **common))
     wa_ref, wa_aux = ref.metrics["test"]["wa"], aux.metrics["test"]["wa"]
     print(f"test WA: auxloss {wa_aux:.4f}, mlp {wa_ref:.4f}")
-    assert wa_aux > wa_ref
+    assert wa_aux > wa_ref + 0.03
