@@ -26,7 +26,29 @@ import sys
 import time
 
 
+def _labels(spec, n: int, g):
+    """Random targets of the spec's task: multi-label 0/1 rows, class indices, binary 0/1, sentiment."""
+    import torch
+
+    if spec.task == "multilabel":
+        return (torch.rand(n, spec.num_labels, generator=g) < 0.3).float()
+    if spec.task == "multiclass":
+        return torch.randint(0, spec.num_labels, (n,), generator=g)
+    if spec.task == "binary":
+        return torch.randint(0, 2, (n,), generator=g).float()
+    return torch.rand(n, generator=g) * 6 - 3
+
+
+def _supports(method: str, dataset: str) -> bool:
+    from mmerbench.data.registry import get_entry
+    from mmerbench.registry import get_method
+
+    cls, spec = get_method(method), get_entry(dataset).spec
+    return spec.task in cls.tasks and set(getattr(cls, "required_modalities", ())) <= set(spec.modalities)
+
+
 def _one(method: str, dataset: str, device: str, steps: int, warmup: int, preset: str | None) -> dict:
+    import numpy as np
     import torch
 
     from mmerbench.data.batching import Batch
@@ -41,17 +63,19 @@ def _one(method: str, dataset: str, device: str, steps: int, warmup: int, preset
     g = torch.Generator().manual_seed(0)
     inputs = {m: torch.randn(bs, ms.length, ms.dim, generator=g).to(device) for m, ms in spec.modalities.items()}
     masks = {m: torch.ones(bs, ms.length, dtype=torch.bool, device=device) for m, ms in spec.modalities.items()}
-    labels = (torch.rand(bs, spec.num_labels, generator=g) < 0.3).float().to(device)
+    labels = _labels(spec, bs, g).to(device)
     # Per-sample (valence, arousal) per modality, as datasets that have them provide (UniVA reads them).
     gv = torch.Generator().manual_seed(1)  # its own generator: the other draws stay as they were
     extras = {f"va_{m}": (torch.rand(bs, 2, generator=gv) * 2 - 1).to(device) for m in spec.modalities}
     batch = Batch(inputs=inputs, masks=masks, labels=labels, index=torch.arange(bs, device=device), extras=extras)
 
     model = get_method(method)(spec, **params)
-    ylab = (torch.rand(64, spec.num_labels, generator=g) < 0.3).numpy().astype("int8")
+    ylab = _labels(spec, 64, g).numpy()
+    if spec.task == "multilabel":
+        ylab = ylab.astype("int8")
     from mmerbench.data.dataset import Split
 
-    model.setup(Split(inputs={}, masks={}, labels=ylab, ids=ylab[:, 0].astype(str)))
+    model.setup(Split(inputs={}, masks={}, labels=ylab, ids=np.arange(64).astype(str)))
     model = model.to(device)
     setup = model.configure_optimizer(100, int(params.get("epochs", 1)))
     use_amp = bool(params.get("amp", False)) and device.startswith("cuda")
@@ -110,6 +134,8 @@ def main() -> None:
     rows = []
     for m in methods:
         for d in args.datasets:
+            if not _supports(m, d):  # e.g. a multi-class method on the multi-label twins
+                continue
             cmd = [sys.executable, __file__, "--one", m, d, "--device", args.device, "--steps", str(args.steps),
                    "--warmup", str(args.warmup)] + (["--preset", args.preset] if args.preset else [])
             proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
