@@ -602,7 +602,7 @@ def build_table(pt: PaperTable, req: TableRequest) -> Table:
     footnotes.append(
         "Each cell: published → ours, mean ± sample std (ddof = 1) over n seeds"
         + ("" if synthetic else ", and Δ = ours − published")
-        + "; ours in the paper's unit. Bold / underline: best / second published value of the column. "
+        + "; ours in the paper's unit. Bold / underline: best / second published value of the column (of each section when sections are datasets). "
         "'not run': mapped, but no complete run in the store (see --runs); "
         "'n/a': the mapped method, dataset or switch is not available in this installation; "
         "'—': not implemented (reason in the last column)."
@@ -611,7 +611,7 @@ def build_table(pt: PaperTable, req: TableRequest) -> Table:
         footnotes.insert(0, SYNTHETIC_NOTE + " Ours are on the synth-* twins, so no Δ is shown.")
     table = Table(
         id=pt.id + ("-synthetic" if synthetic else ""),
-        title=f"{pt.id}: {pt.table} of {pt.paper}",
+        title=f"{pt.id}: {pt.table}",
         columns=columns,
         rows=rows,
         caption=pt.caption,
@@ -620,7 +620,8 @@ def build_table(pt: PaperTable, req: TableRequest) -> Table:
         meta={"id": pt.id, "paper": pt.paper, "source": pt.source, "table": pt.table, "setting": pt.setting,
               "data": req.data, "cells": counts, "synthetic": synthetic},
     )
-    mark_best(table, per_section=False)
+    # Rank within each row section when the rows name their own datasets (sections are then datasets).
+    mark_best(table, per_section=any(r.ours and r.ours.get("dataset") for r in pt.rows))
     return table
 
 
