@@ -164,7 +164,7 @@ def _write_or_print(doc, out: str, fmt: str, stem: str) -> None:
 @click.option("--out", default="leaderboards", show_default=True, help="Output folder; `-` prints one format to stdout.")
 @click.option("--format", "fmt", type=click.Choice(["md", "html", "json", "all"]), default="all", show_default=True)
 @click.option("--metric", "metrics", multiple=True, help="Metric columns (repeat or comma-separate); `all` = every metric; default: the task's headline metrics.")
-@click.option("--reference", default=None, metavar="METHOD[:HASH]", help="Mark rows significantly better (▲) / worse (▼) than this one, after Holm.")
+@click.option("--reference", default=None, metavar="METHOD[@HASH]", help="Mark rows significantly better (▲) / worse (▼) than this one, after Holm.")
 @click.option("--test", type=click.Choice(["welch", "aso", "bootstrap", "permutation"]), default="welch", show_default=True, help="Significance test for --reference.")
 @click.option("--alpha", type=float, default=0.05, show_default=True, help="Family-wise significance level (Holm across each table's comparisons).")
 @click.option("--data", type=click.Choice(["real", "synthetic", "all"]), default="real", show_default=True, help="Real datasets, synthetic twins, or both (always in separate tables).")

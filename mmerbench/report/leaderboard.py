@@ -208,6 +208,7 @@ class LeaderboardRequest:
     test: str = "welch"
     alpha: float = 0.05
     plots: bool = True
+    ranks: bool = True  # average ranks, Friedman, Nemenyi CD diagram across datasets (needs mmerbench.stats)
 
 
 def _distinguishing(configs: list[ConfigRuns]) -> dict[str, str]:
@@ -270,15 +271,16 @@ def _profiles(runs_dir) -> dict[tuple[str, str, str], Profile]:
 
 
 def _resolve_reference(reference: str, configs: list[ConfigRuns]) -> ConfigRuns | None:
-    """``METHOD`` or ``METHOD:HASH`` among one table's configs; None when that method is not in the table."""
-    name, _, chash = reference.partition(":")
+    """``METHOD`` or ``METHOD@HASH`` (a hash prefix will do) among one table's configs; None when that method is
+    not in the table."""
+    name, _, chash = reference.partition("@")
     cands = [c for c in configs if c.method == name and (not chash or c.config_hash.startswith(chash))]
     if not cands:
         return None
     if len(cands) > 1:
         raise MmerbenchError(
             f"Reference {reference!r} has {len(cands)} configs on {cands[0].dataset}: name one as "
-            f"METHOD:HASH ({', '.join(name + ':' + c.config_hash for c in cands)})."
+            f"METHOD@HASH ({', '.join(name + '@' + c.config_hash for c in cands)})."
         )
     return cands[0]
 
@@ -328,7 +330,7 @@ def build_table(
 
         others = [c for c in configs if c is not reference]
         outcomes, note = significance.compare(reference, others, keys, test=req.test, alpha=req.alpha, task=task,
-                                              dataset=dataset)
+                                              dataset=dataset, runs_dir=req.runs_dir)
         footnotes.append(note)
 
     # Efficiency columns: parameters once, speed per (device, dtype) found for these configs.
@@ -457,6 +459,16 @@ def _cost_plots(table: Table, configs: list[ConfigRuns], prof: dict[str, Profile
     return figs
 
 
+def _ranks(tables: list[Table], req: LeaderboardRequest, synthetic: bool) -> list[Table]:
+    try:
+        import mmerbench.stats  # noqa: F401
+    except ImportError:
+        return []
+    from mmerbench.report.significance import rank_summary
+
+    return rank_summary(tables, alpha=req.alpha, synthetic=synthetic)
+
+
 def _slug(s: str) -> str:
     import re
 
@@ -492,6 +504,8 @@ def build(req: LeaderboardRequest) -> Document:
         if req.data == "all" and not tables:
             continue
         sections.append(Section(title=title, tables=tables, intro=intro))
+        if req.ranks and len(tables) >= 2:
+            sections[-1].tables += _ranks(tables, req, synthetic)
     if req.data != "all" and not any(s.tables for s in sections):
         raise MmerbenchError(f"No complete runs on {req.data} data under {req.runs_dir}"
                              + (" (twins are shown with --data synthetic or all)." if req.data == "real" else "."))
