@@ -153,6 +153,18 @@ def test_mapped_switches_and_datasets_exist_and_build(method):
     assert problems == []
 
 
+def test_modality_switches_name_the_datasets_modalities():
+    """Checked even for methods still on other branches: a modality subset must use the dataset's names."""
+    from mmerbench.data.registry import DATASETS, get_entry
+
+    for spec, where in MAPPED.items():
+        mods = dict(spec.set).get("modalities")
+        if mods is None or spec.dataset not in DATASETS:
+            continue
+        known = set(get_entry(spec.dataset).spec.modalities)
+        assert set(mods) <= known, f"{where[0]}: {mods} not all in {sorted(known)}"
+
+
 def test_per_class_columns_name_the_datasets_labels(tables):
     from mmerbench.data.registry import DATASETS, get_entry
 
