@@ -275,7 +275,8 @@ def test_switches_merge_table_group_row_override(tables):
     assert t1.target(roberta, t1.groups[1]).dataset == "m3ed"
 
 
-@pytest.mark.parametrize("value", [True, False, None, 3, 0.35, 1e-5, "vtac", ("text", "audio"), ["a", 1]])
+@pytest.mark.parametrize("value", [True, False, None, 3, 0.35, 1e-5, "vtac", ("text", "audio"), ["a", 1],
+                                   "true", "null", "a, b", "[x", "x: y", " padded", "", "it's"])
 def test_set_values_round_trip_through_the_cli_parser(value):
     spec = RunSpec("m", "d", set=(("k", value),))
     key, parsed = parse_override(spec.overrides()[0])

@@ -228,9 +228,9 @@ def _distinguishing(configs: list[ConfigRuns]) -> dict[str, str]:
 
 
 def _short(v: Any, limit: int = 40) -> str:
-    s = yaml.safe_dump(v, default_flow_style=True).strip()
-    s = s[:-4].strip() if s.endswith("\n...") or s.endswith(" ...") else s
-    s = s.removesuffix("...").strip()
+    from mmerbench.report.papers import format_value
+
+    s = format_value(v)
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
 

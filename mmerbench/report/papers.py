@@ -24,6 +24,7 @@ looks the same configs up on the ``synth-*`` twins and says so.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -236,7 +237,17 @@ def format_value(v: Any) -> str:
         return "[" + ",".join(format_value(x) for x in v) + "]"
     if isinstance(v, float):
         return repr(v)
+    if isinstance(v, str):
+        plain = v and not any(c in v for c in ",[]{}#&*!|>'\"%@`:") and v.strip() == v
+        # a string YAML would read as something else ("true", "1e-5", "null") is quoted
+        return v if plain and _yaml_reads(v) == v else json.dumps(v)
     return str(v)
+
+
+def _yaml_reads(text: str) -> Any:
+    from mmerbench.config import parse_override
+
+    return parse_override(f"k={text}")[1]
 
 
 @dataclass(frozen=True)
