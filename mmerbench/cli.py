@@ -213,6 +213,79 @@ def data_export(name, out, data_dir, scale, data_seed, force):
     click.echo(f"wrote {path} (spec.yaml, train.npz, valid.npz, test.npz)")
 
 
+def _write_or_print(doc, out: str, fmt: str, stem: str) -> None:
+    from mmerbench.report import render
+
+    fmts = render.formats(fmt)
+    if out == "-":
+        if len(fmts) != 1:
+            raise MmerbenchError("--out - prints one format: add --format md, html or json.")
+        click.echo(render.render(doc, fmts[0]), nl=False)
+        return
+    for path in render.write(doc, out, stem, fmts):
+        click.echo(f"wrote {path}")
+
+
+@cli.command()
+@click.option("--runs-dir", type=click.Path(file_okay=False), default=None, help="Run store (default $MMERBENCH_RUNS, else ./runs).")
+@click.option("--out", default="leaderboards", show_default=True, help="Output folder; `-` prints one format to stdout.")
+@click.option("--format", "fmt", type=click.Choice(["md", "html", "json", "all"]), default="all", show_default=True)
+@click.option("--metric", "metrics", multiple=True, help="Metric columns (repeat or comma-separate); `all` = every metric; default: the task's headline metrics.")
+@click.option("--reference", default=None, metavar="METHOD[@HASH]", help="Mark rows significantly better (▲) / worse (▼) than this one, after Holm.")
+@click.option("--test", type=click.Choice(["welch", "aso", "bootstrap", "permutation"]), default="welch", show_default=True, help="Significance test for --reference.")
+@click.option("--alpha", type=float, default=0.05, show_default=True, help="Family-wise significance level (Holm across each table's comparisons).")
+@click.option("--data", type=click.Choice(["real", "synthetic", "all"]), default="real", show_default=True, help="Real datasets, synthetic twins, or both (always in separate tables).")
+@click.option("--no-plots", is_flag=True, help="Leave the plots out of the HTML page.")
+def leaderboard(runs_dir, out, fmt, metrics, reference, test, alpha, data, no_plots):
+    """Leaderboards from the run store: one table per dataset, as Markdown, HTML and JSON.
+
+    \b
+    Examples:
+      mmerbench leaderboard --data synthetic
+      mmerbench leaderboard --reference br --test welch --metric micro_f1,acc
+      mmerbench leaderboard --format md --out -
+    """
+    from mmerbench.data import paths
+    from mmerbench.report.leaderboard import LeaderboardRequest, build
+
+    keys = tuple(k.strip() for m in metrics for k in m.split(",") if k.strip())
+    req = LeaderboardRequest(runs_dir=paths.runs_root(runs_dir), metrics=keys, data=data, reference=reference,
+                             test=test, alpha=alpha, plots=not no_plots)
+    stem = {"real": "leaderboard", "synthetic": "leaderboard-synthetic", "all": "leaderboard-all"}[data]
+    _write_or_print(build(req), out, fmt, stem)
+
+
+@cli.command(cls=GreedyCommand)
+@click.argument("ids", nargs=-1)
+@click.option("--format", "fmt", type=click.Choice(["md", "html", "json", "all"]), default="all", show_default=True)
+@click.option("--data", type=click.Choice(["real", "synthetic"]), default="real", show_default=True, help="Look our numbers up on the real datasets or on their synth-* twins.")
+@click.option("--runs-dir", type=click.Path(file_okay=False), default=None, help="Run store (default $MMERBENCH_RUNS, else ./runs).")
+@click.option("--runs", "list_runs", is_flag=True, help="Print the `mmerbench run` commands that fill the tables instead.")
+@click.option("--seeds", multiple=True, type=int, default=(1, 2, 3), show_default=True, help="Seeds in the --runs commands: --seeds 1 2 3.")
+@click.option("--preset", default=None, help="A preset for every row that names none (e.g. `small` for CPU runs on the twins).")
+@click.option("--scale", type=float, default=None, help="Twins only: the --scale the runs used (default 0.2).")
+@click.option("--data-seed", type=int, default=None, help="Twins only: the --data-seed the runs used (default 0).")
+@click.option("--papers-dir", type=click.Path(file_okay=False), default=None, help="Folder of the papers' *.yaml (default leaderboards/papers of this checkout, or $MMERBENCH_PAPERS).")
+@click.option("--out", default="leaderboards", show_default=True, help="Output folder; `-` prints one format to stdout.")
+def table(ids, fmt, data, runs_dir, list_runs, seeds, preset, scale, data_seed, papers_dir, out):
+    """The papers' tables (IDS, default all) with our runs beside the published numbers.
+
+    \b
+    Examples:
+      mmerbench table tailor-t3 --runs --data synthetic --preset small
+      mmerbench table tailor-t2 tailor-t3 --format md --out -
+      mmerbench table --data synthetic --preset small
+    """
+    from mmerbench.report import papers
+
+    req = papers.TableRequest(ids=tuple(ids), data=data, runs_dir=runs_dir, papers_dir=papers_dir, scale=scale,
+                              data_seed=data_seed, seeds=tuple(dict.fromkeys(seeds)), preset=preset)
+    if list_runs:
+        click.echo("\n".join(papers.run_commands(req)))
+        return
+    _write_or_print(papers.build(req), out, fmt, "tables" + ("-synthetic" if data == "synthetic" else ""))
+
+
 @cli.command()
 @click.argument("a")
 @click.argument("b")
