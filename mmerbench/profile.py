@@ -89,7 +89,7 @@ class ProfileRequest:
     overrides: tuple[str, ...] = ()
     device: str = "auto"
     dtype: str | None = None  # "fp32" | "bf16"; None: as the runner runs this config on this device
-    batch_sizes: tuple[int, ...] = (1, 64)  # inference throughput
+    batch_sizes: tuple[int, ...] = (1, 64)  # inference throughput; () for none
     runs_dir: str | None = None
     data_dir: str | None = None  # baselines read the dataset
     scale: float | None = None  # synthetic twins: part of the config hash
@@ -295,7 +295,7 @@ def resolve_dtype(dtype: str | None, device: str, amp: bool) -> str:
 
 def _check_request(req: ProfileRequest) -> None:
     sizes = tuple(req.batch_sizes)
-    if not sizes or any(int(b) < 1 for b in sizes):
+    if any(int(b) < 1 for b in sizes):
         raise MmerbenchError(f"Expected --batch-sizes to be positive integers, but got {list(sizes)}.")
     for name in ("warmup", "train_steps", "latency_iters", "infer_iters"):
         value = getattr(req, name)
@@ -360,6 +360,8 @@ def profile(req: ProfileRequest) -> ProfileResult:
         device=req.device, data_dir=req.data_dir, runs_dir=req.runs_dir, scale=req.scale,
         data_seed=req.data_seed, progress=False))
     device = runner.resolve_device(req.device)
+    if prep.cls.kind != "torch":
+        device = "cpu"  # scikit-learn baselines run on the CPU whatever the device
     params = prep.config["params"]
     dtype = resolve_dtype(req.dtype, device, bool(params.get("amp", False)))
     runner.deterministic_mode(device)
@@ -461,8 +463,15 @@ def _profile_torch(prep, req: ProfileRequest, device: str, dtype: str, memory: P
     iters["train"] = len(s)
 
     # FLOPs of one forward (eval) and one training step at the training batch size, per sample.
+    # The forward is counted with autograd on (and no backward): the counter's module tracker
+    # fails under no_grad when a module is handed a parameter as an input; the count is the same.
     model.eval()
-    out["flops_per_sample"] = count_flops(infer_fn(train_batch)) / bs
+
+    def forward():
+        with autocast():
+            model.probabilities(model(train_batch))
+
+    out["flops_per_sample"] = count_flops(forward) / bs
     model.train()
     out["train_flops_per_sample"] = count_flops(step) / bs
     if device.startswith("cuda"):
@@ -554,9 +563,10 @@ def format_record(record: dict[str, Any], path: Path | None = None) -> str:
     for b in record.get("inference_batch_sizes", []):
         if f"infer_samples_per_s_bs{b}" in m:
             rows.append([f"inference samples/s (batch {b})", f"{m[f'infer_samples_per_s_bs{b}']:.1f}"])
-    for k in sorted(m):
-        if k.startswith("peak_memory_mb_"):
-            rows.append([f"peak memory (MiB, {k[len('peak_memory_mb_'):]})", f"{m[k]:.1f}"])
+    phases = ["latency"] + [f"infer_bs{b}" for b in record.get("inference_batch_sizes", [])] + ["train"]
+    for phase in phases:
+        if f"peak_memory_mb_{phase}" in m:
+            rows.append([f"peak memory (MiB, {phase})", f"{m[f'peak_memory_mb_{phase}']:.1f}"])
     for k, label in (("baseline_rss_mb", "RSS before the phases (MiB)"), ("peak_rss_mb_process", "process peak RSS (MiB)"),
                      ("flops_per_sample", "forward GFLOP/sample (2·MAC)"),
                      ("train_flops_per_sample", "train step GFLOP/sample (2·MAC)")):
@@ -569,7 +579,7 @@ def format_record(record: dict[str, Any], path: Path | None = None) -> str:
     where = (f"{record['method']} on {record['dataset']} (config {record['config_hash']}), "
              f"{record['device']} [{record['device_name']}], {record['dtype']}, train batch {record.get('batch_size')}, "
              f"torch {v.get('torch')}" + (f", CUDA {v['cuda']}, driver {v.get('driver')}" if v.get("cuda") else "")
-             + f", TF32 {'on' if record.get('tf32') else 'off'}, {record.get('threads')} threads")
+             + f", TF32 {'on' if record.get('tf32') else 'off'}, threads: {record.get('threads')}")
     text = tabulate(rows, headers=["measure", "value"], disable_numparse=True, colalign=("left", "right"))
     text += f"\n\n{where}\nmemory: {record['memory_measure']}"
     if path is not None:

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from mmerbench import results
 from mmerbench.cli import cli
 from mmerbench.errors import MmerbenchError, UnknownNameError
+from mmerbench.registry import get_method, list_methods
 from mmerbench.profile import (Clock, PeakMemory, ProfileRequest, _fitted_size, count_flops, device_batch, profile,
                                random_split, timed)
 from mmerbench.runner import RunRequest, parameter_count, prepare
@@ -79,13 +80,21 @@ def test_attention_flops_are_counted_on_cpu():
     assert flops == 2 * (2 * b * h * length * length * d)  # Q·Kᵀ and A·V
 
 
-def test_transformer_method_profile_counts_its_attention(tmp_path):
-    res = profile(ProfileRequest(method="mult", dataset=ALIGNED, preset="small", overrides=("batch_size=4",),
-                                 write=False, **{**QUICK, "batch_sizes": (1,)}))
+NEURAL = [m for m in list_methods() if get_method(m).kind == "torch"]
+
+
+@pytest.mark.parametrize("method", NEURAL)
+def test_every_neural_method_profiles_on_cpu(method):
+    # Small preset, batch 2, one timed call per phase: the whole code path, quickly.
+    res = profile(ProfileRequest(method=method, dataset=ALIGNED, preset="small", overrides=("batch_size=2",),
+                                 device="cpu", warmup=0, train_steps=1, latency_iters=1, infer_iters=1,
+                                 batch_sizes=(2,), write=False))
     m = res.record["metrics"]
-    assert res.path is None and res.record["batch_size"] == 4
-    assert m["params"] == parameter_count("mult", ALIGNED, preset="small")
-    assert m["train_flops_per_sample"] > 2 * m["flops_per_sample"] > 0
+    assert res.path is None and res.record["batch_size"] == 2
+    assert m["params"] == parameter_count(method, ALIGNED, preset="small")
+    assert m["train_flops_per_sample"] > m["flops_per_sample"] > 0
+    assert all(np.isfinite(m[k]) and m[k] > 0 for k in ("train_samples_per_s", "infer_samples_per_s_bs2",
+                                                          "latency_ms_p50"))
 
 
 def test_timed_respects_minimum_maximum_and_budget():
