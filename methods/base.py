@@ -79,6 +79,7 @@ class Method(nn.Module, metaclass=ABCMeta):  # ABCMeta: forward is abstract
     name: ClassVar[str] = ""
     paper: ClassVar[str] = ""
     tasks: ClassVar[tuple[str, ...]] = ("multilabel",)
+    required_modalities: ClassVar[tuple[str, ...]] = ()  # modalities a dataset must have (empty: any set)
     config_package: ClassVar[str] = "mmerbench.methods"
 
     def __init__(self, spec: DatasetSpec, **hparams: Any) -> None:

@@ -318,6 +318,7 @@ class LabelGuidedDecoder(nn.Module):
 class Tailor(Method):
     paper = "Tailor Versatile Multi-Modal Learning for Multi-Label Emotion Recognition (Zhang et al., AAAI 2022)"
     tasks = ("multilabel",)
+    required_modalities = ("text", "audio", "vision")
 
     def __init__(
         self,

@@ -146,6 +146,41 @@ def datasets(data_dir):
     click.echo(f"\ndata root: {paths.data_root(data_dir)}  (twins' sizes shown at full scale; default --scale 0.2)")
 
 
+@cli.command()
+@click.argument("a")
+@click.argument("b")
+@click.option("--dataset", "-d", required=True, help="The dataset both methods ran on.")
+@click.option("--metric", default="micro_f1", show_default=True,
+              help="Any metric of the dataset's task (its direction comes from mmerbench.metrics).")
+@click.option("--test", "tests", multiple=True, default=("all",), show_default=True,
+              type=click.Choice(["welch", "aso", "bootstrap", "permutation", "all"]),
+              help="Which tests; repeat for several: --test welch --test bootstrap.")
+@click.option("--runs-dir", type=click.Path(file_okay=False), default=None,
+              help="Run store (default $MMERBENCH_RUNS, else ./runs).")
+@click.option("--alpha", type=float, default=0.05, show_default=True,
+              help="Significance level (ASO: confidence 1 - alpha).")
+@click.option("--resamples", type=int, default=10_000, show_default=True,
+              help="Bootstrap resamples and permutations of the per-sample tests.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the resampling.")
+def compare(a, b, dataset, metric, tests, runs_dir, alpha, resamples, seed):
+    """Test whether method A or method B is better on DATASET.
+
+    A and B are method names, or METHOD@CONFIG_HASH when a method has several
+    configs in the run store. Prints each test's statistic, p-value (ASO:
+    ε_min) and verdict: Welch and ASO over seeds, paired bootstrap and
+    permutation over the stored test predictions, matched by sample id.
+
+    \b
+    Example:
+      mmerbench compare mlp br --dataset synth-mosei-aligned --metric micro_f1
+    """
+    from mmerbench.stats import compare_runs, format_comparison
+
+    comp = compare_runs(runs_dir, dataset, a, b, metric=metric, tests=tests, alpha=alpha, seed=seed,
+                        n_resamples=resamples)
+    click.echo(format_comparison(comp), nl=False)
+
+
 @cli.command(cls=GreedyCommand)
 @click.option("--method", "-m", required=True, help="A registered method or baseline (see `mmerbench methods`).")
 @click.option("--dataset", "-d", required=True, help="A registered dataset: its spec gives the input shapes (no files needed for neural methods).")
