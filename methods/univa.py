@@ -104,10 +104,10 @@ Choices the paper leaves open (each one named; the config key in brackets):
     to A(x_i) [``cl_duplicate_view``: false]. Modalities are averaged; the
     authors weight MOSEI's text loss 3× ((3·L_t + L_a + L_v)/3)
     [``cl_text_weight``: 1.0].
-11. **Without VA-CL** (``contrastive: false``) the loss is KL + η (α drops
-    out, as in the authors' code); without VA-ECP (``correlation_prior:
-    false``) η is left out. The authors' MOSEI GloVe script runs without η
-    (no ``--labelSimilar_regulari``); the paper's model has it, so it is on.
+11. **Without VA-CL** (``va_contrastive: false``) the loss is KL + η (α drops
+    out, as in the authors' code); without VA-ECP (``va_prior: false``) η is
+    left out. The authors' MOSEI GloVe script runs without η (no
+    ``--labelSimilar_regulari``); the paper's model has it, so it is on.
 12. **Optimiser** (the authors' code): AdamW, weight decay 0, linear warm-up
     over the first 10% of steps then linear decay to 0 (per step), gradient
     clipping 1.0. Model selection on validation micro-F1 (the authors'), at
@@ -115,7 +115,7 @@ Choices the paper leaves open (each one named; the config key in brackets):
     audio 3 / vision 5, τ 0.4, α 0.2, lr 7e-5, batch 32, 15 epochs); M3ED as
     the authors' M3ED GloVe script (layers 3 / 5 / 3, α 0.1, lr 5e-5).
 
-Ablation switches: Table 2 — ``contrastive`` (w/o VA-CL), ``correlation_prior``
+Ablation switches: Table 2 — ``va_contrastive`` (w/o VA-CL), ``va_prior``
 (w/o VA-ECP), both false (w/o VA-CL, VA-ECP). Table 3 — ``modalities``:
 ``[text, audio]`` (w/o vision), ``[text, vision]`` (w/o audio), ``[text]``
 (w/o vision, audio), ``[audio]`` (w/o text, vision), ``[vision]`` (w/o
@@ -332,8 +332,8 @@ class UniVA(Method):
         alpha: float = 0.2,
         temperature: float = 0.4,
         va_threshold: float = 0.1,
-        contrastive: bool = True,
-        correlation_prior: bool = True,
+        va_contrastive: bool = True,
+        va_prior: bool = True,
         kl_target: str = "normalised",
         kl_reduction: str = "mean",
         kl_scale: float = 1000.0,
@@ -365,7 +365,7 @@ class UniVA(Method):
             raise MmerbenchError(f"Expected a positive `temperature`, but got {temperature!r}.")
         self.modalities = [m for m in self.required_modalities if m in mods]  # text, audio, vision order
         self.alpha, self.temperature, self.va_threshold = float(alpha), float(temperature), float(va_threshold)
-        self.contrastive, self.use_prior = bool(contrastive), bool(correlation_prior)
+        self.contrastive, self.use_prior = bool(va_contrastive), bool(va_prior)
         self.kl_target, self.kl_reduction, self.kl_scale = kl_target, kl_reduction, float(kl_scale)
         self.cl_normalize, self.cl_duplicate_view = bool(cl_normalize), bool(cl_duplicate_view)
         self.cl_text_weight = float(cl_text_weight)

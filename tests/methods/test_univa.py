@@ -275,7 +275,7 @@ def test_bad_data_va_is_a_clear_error(bad, match):
 
 
 def test_kl_term_matches_scipy_with_normalised_multi_hot_and_uniform_for_no_label():
-    model, spec = _small(ALIGNED, "correlation_prior=false", "contrastive=false", "final_dropout=0.0")
+    model, spec = _small(ALIGNED, "va_prior=false", "va_contrastive=false", "final_dropout=0.0")
     labels = [[1, 0, 0, 0, 0, 0], [0, 0, 1, 0, 1, 0], [0, 0, 0, 0, 0, 0]]
     batch = _batch_with_labels(spec, labels)
     model.eval()
@@ -289,7 +289,7 @@ def test_kl_term_matches_scipy_with_normalised_multi_hot_and_uniform_for_no_labe
     assert parts.parts["task"].item() == pytest.approx(want, rel=1e-5)
     assert parts.total.item() == pytest.approx(want, rel=1e-5)
 
-    per_sample, _ = _small(ALIGNED, "correlation_prior=false", "contrastive=false", "final_dropout=0.0",
+    per_sample, _ = _small(ALIGNED, "va_prior=false", "va_contrastive=false", "final_dropout=0.0",
                            "kl_reduction=batchmean", "kl_scale=1.0")
     per_sample.load_state_dict(model.state_dict())
     per_sample.eval()
@@ -299,7 +299,7 @@ def test_kl_term_matches_scipy_with_normalised_multi_hot_and_uniform_for_no_labe
 
 
 def test_softmax_target_is_the_authors_softmax_of_the_multi_hot():
-    model, spec = _small(ALIGNED, "correlation_prior=false", "contrastive=false", "final_dropout=0.0",
+    model, spec = _small(ALIGNED, "va_prior=false", "va_contrastive=false", "final_dropout=0.0",
                          "kl_target=softmax")
     labels = [[1, 0, 0, 0, 0, 0], [0, 0, 1, 0, 1, 0]]
     batch = _batch_with_labels(spec, labels)
@@ -380,8 +380,8 @@ def test_table_2_switches_drop_their_terms():
     full, spec = _small()
     batch = _batch_with_labels(spec, batch_labels)
     rows = {}
-    for name, ov in {"full": (), "no_cl": ("contrastive=false",), "no_ecp": ("correlation_prior=false",),
-                     "neither": ("contrastive=false", "correlation_prior=false")}.items():
+    for name, ov in {"full": (), "no_cl": ("va_contrastive=false",), "no_ecp": ("va_prior=false",),
+                     "neither": ("va_contrastive=false", "va_prior=false")}.items():
         model, _ = _small(ALIGNED, *ov)
         model.eval()
         with torch.no_grad():
