@@ -40,6 +40,15 @@ def _one(method: str, dataset: str, device: str, steps: int, warmup: int, preset
             "gflop_per_sample": m["train_flops_per_sample"] / 1e9, "tflops": m.get("tflops_per_s_train")}
 
 
+def _supports(method: str, dataset: str) -> bool:
+    """Whether the method handles the dataset's task and has the modalities it requires."""
+    from mmerbench.data.registry import get_entry
+    from mmerbench.registry import get_method
+
+    cls, spec = get_method(method), get_entry(dataset).spec
+    return spec.task in cls.tasks and set(getattr(cls, "required_modalities", ())) <= set(spec.modalities)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--methods", nargs="*", default=None)
@@ -63,6 +72,8 @@ def main() -> None:
     rows = []
     for m in methods:
         for d in args.datasets:
+            if not _supports(m, d):
+                continue
             cmd = [sys.executable, __file__, "--one", m, d, "--device", args.device, "--steps", str(args.steps),
                    "--warmup", str(args.warmup)] + (["--preset", args.preset] if args.preset else [])
             proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)

@@ -141,7 +141,7 @@ def prepare(req: RunRequest) -> Prepared:
     cfg = configlib.resolve(
         req.method,
         cls.config_package,
-        dataset=req.dataset,
+        dataset=entry.name,
         base_dataset=spec.base_name,
         preset=req.preset,
         epochs=req.epochs if cls.kind == "torch" else None,
@@ -164,7 +164,7 @@ def prepare(req: RunRequest) -> Prepared:
         params["modalities"] = [m for m in spec.modalities if m in mods]  # canonical order for the hash
     chash = configlib.config_hash(cfg)
     root = paths.runs_root(req.runs_dir)
-    folders = {s: results.run_dir(root, req.dataset, req.method, chash, s) for s in req.seeds}
+    folders = {s: results.run_dir(root, entry.name, req.method, chash, s) for s in req.seeds}
     return Prepared(req, cls, spec, cfg, chash, folders)
 
 
@@ -302,7 +302,8 @@ def _run_sklearn(prep: Prepared, dataset: Dataset, seed: int, folder: Path) -> r
     mods = p["modalities"]
     hparams = {k: v for k, v in p.items() if k not in ("modalities", "threshold")}
     t = time.perf_counter()
-    est = prep.cls(seed=seed, **hparams).fit(pooled_features(dataset["train"], mods), dataset["train"].labels)
+    est = prep.cls.for_spec(dataset.spec, seed=seed, **hparams)
+    est.fit(pooled_features(dataset["train"], mods), dataset["train"].labels)
     fit_s = time.perf_counter() - t
     scores = {s: est.predict_proba(pooled_features(dataset[s], mods)) for s in results.SPLITS_SCORED}
     results.write_json(folder / "history.json", [{"fit_seconds": round(fit_s, 3)}])
@@ -423,7 +424,8 @@ def _run_torch(prep, dataset, seed, folder, device, on_epoch_end):
     model.load_state_dict(best["state"])
     scores = {s: predict(model, data[s], batch_size, autocast)[0] for s in results.SPLITS_SCORED}
     _save_checkpoint(folder / MODEL, {"model": best["state"], "epoch": best["epoch"]})
-    score_name = {"multilabel": "sigmoid", "binary": "sigmoid", "multiclass": "softmax"}.get(spec.task, "regression")
+    score_name = getattr(prep.cls, "score_name", None) or \
+        {"multilabel": "sigmoid", "binary": "sigmoid", "multiclass": "softmax"}.get(spec.task, "regression")
     metrics = _finish(folder, spec, dataset, scores, threshold, score_name)
     (folder / CHECKPOINT).unlink(missing_ok=True)  # the run is complete; model.pt keeps the selected weights
     return metrics, status
