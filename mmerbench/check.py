@@ -250,7 +250,7 @@ class EntryResult:
 class Row:
     entry: str
     metric: str
-    status: str  # "regressed", "improved", "ok", "new", "missing", "error"
+    status: str  # "regressed", "improved", "ok", "new", "missing", "error", "removed"
     baseline: float | None = None
     current: float | None = None
     tolerance: float | None = None
@@ -361,6 +361,9 @@ def compare(suite: Suite, current: list[EntryResult], baseline: dict[str, Any]) 
             else:
                 status = "ok"
             rows.append(Row(name, metric, status, float(b["mean"]), cur["mean"], tol, note))
+    in_suite = {res.entry.name for res in current}
+    for name in sorted(set(base_entries) - in_suite):
+        rows.append(Row(name, "—", "removed", note="in the baseline, no longer in the suite"))
     return rows
 
 
@@ -431,7 +434,7 @@ def format_report(report: CheckReport, show_all: bool = False) -> str:
         return "" if v is None else f"{v:.4f}"
 
     shown = [r for r in report.rows if show_all or r.status != "ok"]
-    order = {"error": 0, "missing": 1, "regressed": 2, "improved": 3, "new": 4, "ok": 5}
+    order = {"error": 0, "missing": 1, "regressed": 2, "improved": 3, "new": 4, "removed": 5, "ok": 6}
     shown.sort(key=lambda r: (order[r.status], r.entry, r.metric))
     lines = []
     if shown:
@@ -441,8 +444,8 @@ def format_report(report: CheckReport, show_all: bool = False) -> str:
                                               "note"], disable_numparse=True))
         lines.append("")
     n_metrics = sum(r.status in ("ok", "improved", "regressed") for r in report.rows)
-    counts = ", ".join(f"{report.count(s)} {s}" for s in ("regressed", "improved", "error", "missing", "new")
-                       if report.count(s))
+    counts = ", ".join(f"{report.count(s)} {s}" for s in ("regressed", "improved", "error", "missing", "new",
+                                                          "removed") if report.count(s))
     if report.updated:
         lines.append(f"Baseline written: {report.baseline_path} ({len(report.results)} runs, {report.seconds:.0f} s)"
                      + (f"; against the previous one: {counts or 'no change beyond tolerance'}" if report.rows else ""))

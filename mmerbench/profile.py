@@ -118,19 +118,20 @@ class Clock:
 
     def __init__(self, device: str) -> None:
         self.cuda = device.startswith("cuda")
+        self.device = device
 
     def sync(self) -> None:
         if self.cuda:
             import torch
 
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(self.device)
 
     def mark(self) -> Any:
         if self.cuda:
             import torch
 
             ev = torch.cuda.Event(enable_timing=True)
-            ev.record()
+            ev.record(torch.cuda.current_stream(self.device))
             return ev
         return time.perf_counter()
 
@@ -176,6 +177,7 @@ class PeakMemory:
 
     def __init__(self, device: str) -> None:
         self.cuda = device.startswith("cuda")
+        self.device = device
         if self.cuda:
             self.measure = "torch.cuda.max_memory_allocated, reset per phase"
             self.per_phase = True
@@ -197,8 +199,8 @@ class PeakMemory:
         if self.cuda:
             import torch
 
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
         elif self.per_phase:
             self._reset_cpu()
 
@@ -206,8 +208,8 @@ class PeakMemory:
         if self.cuda:
             import torch
 
-            torch.cuda.synchronize()
-            return torch.cuda.max_memory_allocated() / 2**20
+            torch.cuda.synchronize(self.device)
+            return torch.cuda.max_memory_allocated(self.device) / 2**20
         if not self.per_phase:
             return None
         kib = _proc_status_kib("VmHWM")
@@ -217,7 +219,7 @@ class PeakMemory:
         if self.cuda:
             import torch
 
-            return torch.cuda.memory_allocated() / 2**20
+            return torch.cuda.memory_allocated(self.device) / 2**20
         kib = _proc_status_kib("VmRSS")
         return None if kib is None else kib / 1024
 
@@ -314,7 +316,7 @@ def environment_record(device: str) -> dict[str, Any]:
     versions["git_commit"] = env.get("git_commit")
     rec: dict[str, Any] = {
         "device": "cuda" if device.startswith("cuda") else "cpu",
-        "device_name": env["device_name"] if device.startswith("cuda") else _cpu_name(),
+        "device_name": torch.cuda.get_device_name(device) if device.startswith("cuda") else _cpu_name(),
         "tf32": bool(torch.backends.cuda.matmul.allow_tf32),
         "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),
         "float32_matmul_precision": torch.get_float32_matmul_precision(),

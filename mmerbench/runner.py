@@ -447,7 +447,7 @@ def autocast_factory(device: str, amp: bool):
 def train_epoch(model, split, batch_size: int, setup, autocast, generator) -> dict[str, float]:
     """One pass over the training split in the generator's order: the method's
     ``training_step`` per batch, the per-step schedule, and the sample-weighted
-    mean of each named loss part (summed on the device; one sync at the end)."""
+    mean of each named loss part (summed on the device, read once at the end)."""
     model.train()
     sums: dict[str, Any] = {}
     n_seen = 0

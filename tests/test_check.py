@@ -150,6 +150,11 @@ def test_missing_entry_and_crashed_run_fail(stored, tmp_path, monkeypatch):
     report = check(_request(stored, baseline=path))
     assert report.failed and [r.status for r in report.rows if r.entry.startswith("br/")] == ["missing"]
 
+    suite = _write_suite(tmp_path / "only-br.yaml", {**SUITE, "runs": SUITE["runs"][:1]})
+    report = check(_request(stored, suite=suite))  # a run dropped from the suite is reported, not a failure
+    assert not report.failed
+    assert [(r.entry, r.status) for r in report.rows if r.status != "ok"] == [("mlp/synth-mosei-aligned", "removed")]
+
     from mmerbench.methods.mlp import MLP
 
     def boom(self, batch):
@@ -159,7 +164,7 @@ def test_missing_entry_and_crashed_run_fail(stored, tmp_path, monkeypatch):
     suite = _write_suite(tmp_path / "suite.yaml", {**SUITE, "runs": SUITE["runs"][1:]})
     report = check(_request(stored, suite=suite, runs_dir=tmp_path / "runs"))
     assert report.failed
-    (row,) = report.rows
+    (row,) = [r for r in report.rows if r.entry == "mlp/synth-mosei-aligned"]
     assert row.status == "error" and "injected failure" in row.note
     with pytest.raises(MmerbenchError, match="Not updating .*injected failure"):
         check(_request(stored, suite=suite, runs_dir=tmp_path / "runs2", baseline=tmp_path / "new.json",
