@@ -53,6 +53,11 @@ class PooledBaseline(ABC):
         self.max_iter = max_iter
         self.seed = seed
 
+    @classmethod
+    def for_spec(cls, spec, **hparams) -> "PooledBaseline":
+        """The estimator for a dataset (the runner's factory); BR/CC/LP need nothing from the spec."""
+        return cls(**hparams)
+
     def _logreg(self):
         from sklearn.linear_model import LogisticRegression
 

@@ -37,17 +37,24 @@ Sources of the static values:
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
-from mmerbench.data.dataset import Dataset
+from mmerbench.data.readers.canonical import FILES as CANONICAL_FILES
+from mmerbench.data.readers.canonical import read_canonical
+from mmerbench.data.readers.m3ed import M3ED_LABELS, read_carat, read_univa, univa_files
+from mmerbench.data.readers.mmsa import mmsa_reader
+from mmerbench.data.readers.mult import mult_reader
+from mmerbench.data.readers.nemu import NEMU_LABELS, read_nemu
+from mmerbench.data.readers.urfunny import SDK_FILES, read_urfunny_sdk
 from mmerbench.data.registry import DataFormat, DatasetEntry, register_dataset
+from mmerbench.data.dataset import Dataset
 from mmerbench.data.spec import DatasetSpec, ModalitySpec
 from mmerbench.errors import DataError
 
-M3ED_LABELS = ("Happy", "Surprise", "Sad", "Disgust", "Anger", "Fear", "Neutral")  # UniVA's order
-NEMU_LABELS = tuple(f"emotion_{i}" for i in range(1, 7))
 IEMOCAP_LABELS = ("neutral", "happy", "sad", "angry")  # MulT's file order
 MSP_IMPROV_LABELS = ("happy", "sad", "neutral", "angry")  # the auxiliary-loss paper's order
+__all__ = ["IEMOCAP_LABELS", "M3ED_LABELS", "MSP_IMPROV_LABELS", "NEMU_LABELS", "SPECS", "formats_of"]
 
 
 def _mods(**dims_lengths: tuple[int, int]) -> dict[str, ModalitySpec]:
@@ -126,27 +133,59 @@ SPECS: dict[str, DatasetSpec] = {
 }
 
 
-def _reader_pending(files: list[Path]) -> Dataset:
-    raise DataError(f"No reader for {', '.join(str(f) for f in files)} yet (issue 3, step 2).")
+def _bound(read, spec: DatasetSpec):
+    return partial(read, spec=spec)
 
 
-FORMATS: dict[str, tuple[DataFormat, ...]] = {
-    "m3ed": (DataFormat("univa-pkl", tuple(
-        f"m3ed/final_feat/{d}/M3ED_{s}_{kind}_VA.pkl"
-        for d, kind in (("T", "text_glove300"), ("A", "audio_utt"), ("V", "vision_utt"))
-        for s in ("train", "valid", "test")), _reader_pending, "UniVA's utterance pickles"),),
-    "nemu": (DataFormat("nemu-pt", ("nemu/nemu_data.pt",), _reader_pending),),
-    "iemocap": (DataFormat("mult-pkl", ("iemocap/iemocap_data.pkl",), _reader_pending),),
-    "iemocap-unaligned": (DataFormat("mult-pkl", ("iemocap/iemocap_data_noalign.pkl",), _reader_pending),),
-    "msp-improv": (DataFormat("canonical", tuple(f"msp-improv/{f}" for f in (
-        "spec.yaml", "train.npz", "valid.npz", "test.npz")), _reader_pending),),
-    "mosi": (DataFormat("mult-pkl", ("mosi/mosi_data.pkl",), _reader_pending),),
-    "mosi-unaligned": (DataFormat("mult-pkl", ("mosi/mosi_data_noalign.pkl",), _reader_pending),),
-    "mosei-senti": (DataFormat("mult-pkl", ("mosei/mosei_senti_data.pkl",), _reader_pending),),
-    "mosei-senti-unaligned": (DataFormat("mult-pkl", ("mosei/mosei_senti_data_noalign.pkl",), _reader_pending),),
-    "ur-funny": (DataFormat("canonical", tuple(f"ur-funny/{f}" for f in (
-        "spec.yaml", "train.npz", "valid.npz", "test.npz")), _reader_pending),),
-}
+def read_registered_canonical(files: list[Path], *, spec: DatasetSpec) -> Dataset:
+    """A canonical folder under the data root that stands for registered dataset `spec.name`.
+
+    Its task and modality names must be the registered ones; its labels (of
+    the registered number), dims, lengths and sizes are its own. It is loaded
+    under the registered name, as real data.
+    """
+    ds = read_canonical(files)
+    got, where = ds.spec, files[0]
+    if got.task != spec.task:
+        raise DataError(f"{where}: the folder's task is {got.task}, but {spec.name!r} is a {spec.task} dataset.")
+    if set(got.modalities) != set(spec.modalities):
+        raise DataError(f"{where}: the folder's modalities are {', '.join(got.modalities)}, but {spec.name!r} has "
+                        f"{', '.join(spec.modalities)}.")
+    if len(got.labels) != len(spec.labels):
+        raise DataError(f"{where}: the folder names {len(got.labels)} labels ({', '.join(got.labels)}); "
+                        f"{spec.name!r} has {len(spec.labels)} ({', '.join(spec.labels)}).")
+    ds.spec = got.with_(name=spec.name, synthetic=False, twin_of=None)
+    return ds
+
+
+def formats_of(name: str) -> tuple[DataFormat, ...]:
+    """The formats a dataset is read from, preferred first (`mmerbench datasets` shows the one found)."""
+    spec = SPECS[name]
+    mult = {"iemocap": "iemocap/iemocap_data", "mosi": "mosi/mosi_data", "mosei-senti": "mosei/mosei_senti_data"}
+    base = name.removesuffix("-unaligned")
+    aligned = not name.endswith("-unaligned")
+    if base in mult:
+        out = [DataFormat("mult-pkl", (f"{mult[base]}{'' if aligned else '_noalign'}.pkl",), mult_reader(spec),
+                          "the MulT authors' pickle")]
+        if base in ("mosi", "mosei-senti"):
+            folder = base.split("-")[0]
+            out.append(DataFormat("mmsa-pkl", (f"{folder}/{'aligned' if aligned else 'unaligned'}_50.pkl",),
+                                  mmsa_reader(spec), "the MMSA authors' pickle"))
+        return tuple(out)
+    if name == "m3ed":
+        return (DataFormat("univa-pkl", univa_files("M3ED", "m3ed"), _bound(read_univa, spec),
+                           "UniVA's utterance pickles"),
+                DataFormat("carat-pt", ("m3ed/m3ed_data_60.pt",), _bound(read_carat, spec),
+                           "CARAT's dialogue-level file"))
+    if name == "nemu":
+        return (DataFormat("nemu-pt", ("nemu/nemu_data.pt",), _bound(read_nemu, spec), "the RobMMR authors' file"),)
+    canonical = DataFormat("canonical", tuple(f"{name}/{f}" for f in CANONICAL_FILES),
+                           _bound(read_registered_canonical, spec), "the canonical format")
+    if name == "ur-funny":
+        return (canonical, DataFormat("urfunny-sdk", tuple(f"ur-funny/{f}" for f in SDK_FILES),
+                                      _bound(read_urfunny_sdk, spec), "the UR-FUNNY authors' sdk pickles"))
+    return (canonical,)
+
 
 for _name, _spec in SPECS.items():
-    register_dataset(DatasetEntry(spec=_spec, formats=FORMATS[_name]))
+    register_dataset(DatasetEntry(spec=_spec, formats=formats_of(_name)))

@@ -88,6 +88,11 @@ def list_datasets() -> list[str]:
 
 
 def get_entry(name: str) -> DatasetEntry:
+    """The entry of a registered name, or of a canonical folder given by its path (`--dataset path/to/folder`)."""
+    from mmerbench.data.readers.canonical import folder_entry, is_folder_path
+
+    if name not in DATASETS and is_folder_path(name):
+        return folder_entry(name)
     return DATASETS.get(name)
 
 

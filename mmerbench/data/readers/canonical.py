@@ -1,0 +1,296 @@
+"""The canonical format: one folder per dataset that anyone can write, and that every dataset exports to.
+
+Layout (METHODS.md, "Canonical format")::
+
+    <folder>/spec.yaml        the DatasetSpec, plus the format's name, version and checksums
+    <folder>/train.npz        one per split (numpy's savez, read with allow_pickle=False)
+    <folder>/valid.npz
+    <folder>/test.npz
+
+``spec.yaml``::
+
+    format: mmerbench-canonical
+    version: 1
+    spec:                     # DatasetSpec.to_dict(): name, task, labels, modalities {m: {dim, length}},
+      ...                     # splits {train: N, ...}, threshold, description, source, synthetic, twin_of
+    sha256: {train.npz: <hex>, valid.npz: <hex>, test.npz: <hex>}   # optional; `data verify` checks them
+
+Each ``<split>.npz`` holds exactly these arrays (``N`` = the spec's split size):
+
+* ``<modality>``: float32 ``[N, L, D]``, real steps first, padding all-zero;
+* ``<modality>_lengths``: integer ``[N]``, the real steps of each sample;
+* ``<modality>_mask``: bool ``[N, L]``, only where a mask is not "the first
+  `length` steps" (a public file whose zero rows sit between real steps);
+* ``labels``: multi-label int8 ``[N, C]`` of 0/1; multi-class integer ``[N]``
+  in ``[0, C)``; binary integer ``[N]`` of 0/1; regression float ``[N]``;
+* ``ids``: str ``[N]``;
+* ``extra_<name>``: optional numeric per-sample arrays ``[N, ...]`` (e.g.
+  ``extra_va_text``, float32 ``[N, 2]``), which travel as ``Split.extras``.
+
+Anything else (a missing or unknown array, a wrong shape or dtype, a size that
+disagrees with the spec, a label outside the vocabulary, an object array) is
+refused with one sentence. Non-finite features are set to 0 and counted.
+Folders are written atomically: into a temporary sibling, then renamed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import uuid
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from mmerbench.data.dataset import Dataset, LoadReport, zero_nonfinite
+from mmerbench.data.readers.common import finish_split
+from mmerbench.data.spec import SPLITS, DatasetSpec
+from mmerbench.errors import DataError
+
+FORMAT = "mmerbench-canonical"
+VERSION = 1
+SPEC_FILE = "spec.yaml"
+FILES = (SPEC_FILE,) + tuple(f"{s}.npz" for s in SPLITS)
+EXTRA_PREFIX = "extra_"
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_spec_yaml(path: str | os.PathLike) -> tuple[DatasetSpec, dict[str, Any]]:
+    """The spec in ``spec.yaml`` and the file's other fields; a malformed file is one DataError."""
+    path = Path(path)
+    try:
+        meta = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path} does not exist: a canonical dataset folder holds {', '.join(FILES)}.") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"Could not read {path} ({type(e).__name__}).") from None
+    except yaml.YAMLError as e:
+        raise DataError(f"{path} is not valid YAML ({str(e).splitlines()[0]}).") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("spec"), dict):
+        raise DataError(f"{path}: expected a mapping with a `spec` mapping (the DatasetSpec).")
+    if meta.get("format", FORMAT) != FORMAT:
+        raise DataError(f"{path}: format {meta.get('format')!r} is not {FORMAT!r}.")
+    if int(meta.get("version", VERSION) or 0) > VERSION:
+        raise DataError(f"{path}: format version {meta.get('version')} is newer than this mmerbench reads ({VERSION}).")
+    return _spec_from(meta["spec"], path), meta
+
+
+def _spec_from(d: dict[str, Any], path: Path) -> DatasetSpec:
+    missing = [k for k in ("name", "task", "labels", "modalities", "splits") if k not in d]
+    if missing:
+        raise DataError(f"{path}: the spec lacks {', '.join(missing)}.")
+    try:
+        spec = DatasetSpec.from_dict(d)
+    except (TypeError, ValueError, KeyError, AttributeError) as e:
+        raise DataError(f"{path}: the spec is malformed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}).") from None
+    if not isinstance(spec.name, str) or not spec.name or "/" in spec.name or spec.name.startswith("."):
+        raise DataError(f"{path}: the spec's name must be a plain name, but got {spec.name!r}.")
+    if not spec.labels or not all(isinstance(n, str) for n in spec.labels):
+        raise DataError(f"{path}: the spec's labels must be a non-empty list of names.")
+    for m, ms in spec.modalities.items():
+        if not all(isinstance(v, int) and v > 0 for v in (ms.dim, ms.length)):
+            raise DataError(f"{path}: modality {m!r} needs a positive whole dim and length.")
+        if m in ("labels", "ids") or m.startswith(EXTRA_PREFIX) or m.endswith(("_lengths", "_mask")):
+            raise DataError(f"{path}: {m!r} cannot name a modality (it names another array).")
+    if sorted(spec.splits) != sorted(SPLITS) or any(v < 0 for v in spec.splits.values()):
+        raise DataError(f"{path}: the spec's splits must give a size for each of {', '.join(SPLITS)}.")
+    if spec.task == "binary" and len(spec.labels) != 1:
+        raise DataError(f"{path}: a binary spec names one label (the positive class), but got {list(spec.labels)}.")
+    return spec
+
+
+def read_canonical(files: list[Path]) -> Dataset:
+    """Read a canonical folder: ``files`` = [spec.yaml, train.npz, valid.npz, test.npz]."""
+    files = [Path(f) for f in files]
+    if len(files) != len(FILES):
+        raise DataError(f"Expected the {len(FILES)} files of a canonical folder, but got {len(files)}.")
+    spec, meta = read_spec_yaml(files[0])
+    report = LoadReport(source=str(files[0].parent))
+    splits = {}
+    for split, path in zip(SPLITS, files[1:]):
+        splits[split] = _read_split(spec, split, path, report)
+    src = meta.get("source_note")
+    if src:
+        report.notes.append(str(src))
+    return Dataset(spec, splits, report)
+
+
+def _read_split(spec: DatasetSpec, split: str, path: Path, report: LoadReport):
+    n = spec.splits[split]
+    try:
+        z = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError(f"{path} does not exist.") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise DataError(f"Could not read {path}: it is truncated, corrupt or not an .npz file ({type(e).__name__}).") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise DataError(f"{path} holds a single array; expected an .npz archive of named arrays.")
+    with z:
+        names = set(z.files)
+        expected = {"labels", "ids"} | set(spec.modalities) | {f"{m}_lengths" for m in spec.modalities}
+        optional = {f"{m}_mask" for m in spec.modalities}
+        missing = sorted(expected - names)
+        if missing:
+            raise DataError(f"{path}: array(s) {', '.join(missing)} missing (present: {', '.join(sorted(names))}).")
+        unknown = sorted(k for k in names - expected - optional if not k.startswith(EXTRA_PREFIX))
+        if unknown:
+            raise DataError(f"{path}: unknown array(s) {', '.join(unknown)}; expected the modalities "
+                            f"{', '.join(spec.modalities)}, their _lengths (and _mask), labels, ids, extra_<name>.")
+        get = lambda k: _array(z, k, path)  # noqa: E731
+        inputs, masks = {}, {}
+        for m, ms in spec.modalities.items():
+            x = get(m)
+            if x.dtype.kind not in "fiu" or x.shape != (n, ms.length, ms.dim):
+                raise DataError(f"{path}: {m!r} must be numbers of shape ({n}, {ms.length}, {ms.dim}) "
+                                f"(spec: {n} {split} samples), but got {x.dtype} {tuple(x.shape)}.")
+            with np.errstate(over="ignore", invalid="ignore"):
+                inputs[m] = np.ascontiguousarray(x, dtype=np.float32)
+            lengths = get(f"{m}_lengths")
+            if lengths.dtype.kind not in "iu" or lengths.shape != (n,) or (n and (lengths.min() < 0 or lengths.max() > ms.length)):
+                raise DataError(f"{path}: '{m}_lengths' must be whole numbers in [0, {ms.length}] of shape ({n},).")
+            mask = np.arange(ms.length)[None, :] < lengths[:, None]
+            if f"{m}_mask" in names:
+                given = get(f"{m}_mask")
+                if given.dtype != np.bool_ or given.shape != (n, ms.length):
+                    raise DataError(f"{path}: '{m}_mask' must be bool of shape ({n}, {ms.length}).")
+                if not np.array_equal(given.sum(1), lengths):
+                    raise DataError(f"{path}: '{m}_mask' and '{m}_lengths' disagree on the real steps.")
+                mask = given
+            masks[m] = mask
+        y = _labels(spec, get("labels"), n, path)
+        ids = get("ids")
+        if ids.dtype.kind not in "US" or ids.shape != (n,):
+            raise DataError(f"{path}: 'ids' must be strings of shape ({n},), but got {ids.dtype} {tuple(ids.shape)}.")
+        extras = {}
+        for k in sorted(names):
+            if k.startswith(EXTRA_PREFIX):
+                v = get(k)
+                if v.dtype.kind not in "fiub" or v.ndim < 1 or v.shape[0] != n:
+                    raise DataError(f"{path}: {k!r} must be numbers with one row per sample ({n}).")
+                extras[k[len(EXTRA_PREFIX):]], count = zero_nonfinite(np.array(v))
+                if count:
+                    report.notes.append(f"{split}: {count} non-finite value(s) in {k} set to 0")
+    return finish_split(inputs, y, ids.astype(str), report, split, masks=masks, extras=extras)
+
+
+def _array(z: Any, key: str, path: Path) -> np.ndarray:
+    try:
+        return z[key]
+    except ValueError:
+        raise DataError(f"{path}: array {key!r} holds Python objects, which are never unpickled.") from None
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        raise DataError(f"Could not read array {key!r} of {path}: the file is truncated or corrupt "
+                        f"({type(e).__name__}).") from None
+
+
+def _labels(spec: DatasetSpec, y: np.ndarray, n: int, path: Path) -> np.ndarray:
+    task, k = spec.task, len(spec.labels)
+    names = ", ".join(spec.labels)
+    if task == "multilabel":
+        if y.shape != (n, k) or y.dtype.kind not in "iub":
+            raise DataError(f"{path}: 'labels' must be 0/1 integers of shape ({n}, {k}) ({names}), "
+                            f"but got {y.dtype} {tuple(y.shape)}.")
+        if n and not np.isin(y, (0, 1)).all():
+            raise DataError(f"{path}: 'labels' holds values other than 0 and 1 ({names}).")
+        return y.astype(np.int8)
+    if task in ("multiclass", "binary"):
+        top = k if task == "multiclass" else 2
+        if y.shape != (n,) or y.dtype.kind not in "iub":
+            raise DataError(f"{path}: 'labels' must be integer class indices of shape ({n},), "
+                            f"but got {y.dtype} {tuple(y.shape)}.")
+        if n and (y.min() < 0 or y.max() >= top):
+            bad = int(y[(y < 0) | (y >= top)][0])
+            vocab = f"classes 0..{k - 1} ({names})" if task == "multiclass" else "0 or 1"
+            raise DataError(f"{path}: label {bad} is outside the vocabulary ({vocab}).")
+        return y.astype(np.int64)
+    if y.shape != (n,) or y.dtype.kind not in "fiu":
+        raise DataError(f"{path}: 'labels' must be numbers of shape ({n},), but got {y.dtype} {tuple(y.shape)}.")
+    if n and not np.isfinite(y).all():
+        raise DataError(f"{path}: {int((~np.isfinite(y)).sum())} regression target(s) are NaN or infinite.")
+    return y.astype(np.float32)
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write_canonical(ds: Dataset, out: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write ``ds`` as a canonical folder at ``out`` (atomically); returns the folder."""
+    out = Path(out).expanduser()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise DataError(f"{out} already exists and is not an empty folder; choose another or pass --force.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        tmp.mkdir()
+        sums = {}
+        for split in SPLITS:
+            s = ds[split]
+            arrays: dict[str, np.ndarray] = {}
+            for m in ds.spec.modalities:
+                mask = np.asarray(s.masks[m], dtype=bool)
+                lengths = mask.sum(1).astype(np.int64)
+                arrays[m] = np.ascontiguousarray(s.inputs[m], dtype=np.float32)
+                arrays[f"{m}_lengths"] = lengths
+                if not np.array_equal(mask, np.arange(mask.shape[1])[None, :] < lengths[:, None]):
+                    arrays[f"{m}_mask"] = mask
+            arrays["labels"] = np.asarray(s.labels)
+            arrays["ids"] = np.asarray(s.ids).astype(str)
+            for k, v in s.extras.items():
+                arrays[f"{EXTRA_PREFIX}{k}"] = np.asarray(v)
+            path = tmp / f"{split}.npz"
+            np.savez(path, **arrays)
+            sums[path.name] = sha256_of(path)
+        meta = {"format": FORMAT, "version": VERSION, "spec": ds.spec.to_dict(), "sha256": sums}
+        if ds.report.source:
+            meta["source_note"] = f"exported from {ds.report.source}"
+        (tmp / SPEC_FILE).write_text(yaml.safe_dump(meta, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        old = None
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(out, old)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- a folder given by its path
+
+
+def is_folder_path(name: str) -> bool:
+    """Whether a --dataset value names a folder rather than a registered dataset."""
+    return os.sep in name or "/" in name or name.startswith((".", "~")) or Path(name).is_dir()
+
+
+def folder_entry(name: str):
+    """A registry entry for a canonical folder given by path (its cache/run-store name is ``<name>@<hash>``)."""
+    from mmerbench.data.registry import DataFormat, DatasetEntry
+
+    folder = Path(name).expanduser()
+    if not folder.is_dir():
+        raise DataError(f"{folder} is not a folder (nor a registered dataset name); a canonical dataset folder "
+                        f"holds {', '.join(FILES)}.")
+    spec, _ = read_spec_yaml(folder / SPEC_FILE)
+    folder = folder.resolve()
+    digest = hashlib.sha256(str(folder).encode()).hexdigest()[:8]
+    fmt = DataFormat("canonical", tuple(str(folder / f) for f in FILES), read_canonical,
+                     description=f"canonical folder {folder}")
+    return DatasetEntry(spec=spec, formats=(fmt,), key=f"{spec.name}@{digest}")
+
