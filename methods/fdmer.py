@@ -46,8 +46,8 @@ Choices the paper leaves open (each one named; the config key in brackets):
    integer first maps X_m to that width with a Linear (the small preset's 32).
    Heads: the largest divisor of the width not above `max_heads` (8): text 300
    → 6, audio 74 → 2, vision 35 → 7 heads. FFN width `ff_mult` (4) × width,
-   ReLU, dropout `dropout` (0.1) on attention weights, residual branches and
-   the embedded input (Vaswani et al.'s base model).
+   ReLU, dropout `dropout` (0.1, Vaswani et al.'s base-model rate) on
+   attention weights, residual branches and the embedded input.
 2. Input: LayerNorm over the raw features of each modality (raw COVAREP/FACET
    scales differ by orders of magnitude), sinusoidal positions added (no √d
    scaling).
