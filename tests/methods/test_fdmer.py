@@ -398,8 +398,8 @@ def test_beats_binary_relevance_on_the_aligned_twin(tmp_path):
     common = dict(dataset=ALIGNED, scale=0.2, device="cpu", progress=False,
                   data_dir=str(tmp_path / "data"), runs_dir=str(tmp_path / "runs"))
     [br] = run(RunRequest(method="br", **common))
-    # The small preset (lr 3e-3) leaves the label-marginal plateau after ~2 epochs and is still improving at 20.
-    [fdmer] = run(RunRequest(method="fdmer", preset="small", epochs=20, **common))
+    # The small preset at the paper's lr (1e-3) leaves the label marginals after ~2 epochs (valid micro-F1 0.7 at 7).
+    [fdmer] = run(RunRequest(method="fdmer", preset="small", epochs=12, **common))
     f_br, f_fdmer = br.metrics["test"]["micro_f1"], fdmer.metrics["test"]["micro_f1"]
     print(f"test micro-F1: FDMER {f_fdmer:.4f}, BR {f_br:.4f}")
     assert f_fdmer > f_br + 0.05
