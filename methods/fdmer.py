@@ -355,9 +355,13 @@ class FDMER(Method):
         if unknown:
             raise FDMERConfigError(f"Expected `modalities` among {list(spec.modalities)}, but got {list(modalities)}.")
         other = [m for m in mods if m not in LAYER_KEYS]
+        known = [m for m in mods if m in LAYER_KEYS]
+        if other and len(known) < 2:
+            raise FDMERConfigError(f"FDMER needs two or more of text, audio and vision; {spec.name!r} has "
+                                   f"{', '.join(known) or 'none of them'}.")
         if other:
             raise FDMERConfigError(f"FDMER encodes text, audio and vision; {spec.name!r} has {', '.join(other)} "
-                                   "as well: pick a subset with `modalities`.")
+                                   f"as well: pick two or more of {', '.join(known)} with `modalities`.")
         if len(mods) < 2:
             raise FDMERConfigError(f"FDMER disentangles two or more modalities, but got {mods}.")
         if representations not in REPRESENTATIONS:

@@ -357,9 +357,11 @@ def test_cmaf_phase_switches():
 
 
 def test_unknown_switch_values_are_one_sentence_errors():
-    for bad in ("fusion=concatenate", "representations=all", "discriminator_loss=arc"):
+    for bad in ("fusion=concatenate", "representations=all", "discriminator_loss=arc", "regularizer_scope=none"):
         with pytest.raises(FDMERConfigError, match="Expected"):
             _small(ALIGNED, bad)
+    with pytest.raises(FDMERConfigError, match="has audio"):  # NEMu: picture, audio, comments, lyrics
+        _small("synth-nemu")
 
 
 # -- (f) masks and end to end --------------------------------------------------------------------
