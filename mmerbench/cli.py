@@ -14,7 +14,7 @@ from mmerbench.errors import MmerbenchError
 
 # Options that take several values after one flag (`--seeds 1 2 3`), rewritten
 # to click's repeated form (`--seeds 1 --seeds 2 --seeds 3`) before parsing.
-GREEDY_OPTIONS = ("--seeds", "--set")
+GREEDY_OPTIONS = ("--seeds", "--set", "--batch-sizes", "--methods", "--datasets")
 
 
 def _is_flag(token: str) -> bool:
@@ -213,6 +213,79 @@ def data_export(name, out, data_dir, scale, data_seed, force):
     click.echo(f"wrote {path} (spec.yaml, train.npz, valid.npz, test.npz)")
 
 
+def _write_or_print(doc, out: str, fmt: str, stem: str) -> None:
+    from mmerbench.report import render
+
+    fmts = render.formats(fmt)
+    if out == "-":
+        if len(fmts) != 1:
+            raise MmerbenchError("--out - prints one format: add --format md, html or json.")
+        click.echo(render.render(doc, fmts[0]), nl=False)
+        return
+    for path in render.write(doc, out, stem, fmts):
+        click.echo(f"wrote {path}")
+
+
+@cli.command()
+@click.option("--runs-dir", type=click.Path(file_okay=False), default=None, help="Run store (default $MMERBENCH_RUNS, else ./runs).")
+@click.option("--out", default="leaderboards", show_default=True, help="Output folder; `-` prints one format to stdout.")
+@click.option("--format", "fmt", type=click.Choice(["md", "html", "json", "all"]), default="all", show_default=True)
+@click.option("--metric", "metrics", multiple=True, help="Metric columns (repeat or comma-separate); `all` = every metric; default: the task's headline metrics.")
+@click.option("--reference", default=None, metavar="METHOD[@HASH]", help="Mark rows significantly better (▲) / worse (▼) than this one, after Holm.")
+@click.option("--test", type=click.Choice(["welch", "aso", "bootstrap", "permutation"]), default="welch", show_default=True, help="Significance test for --reference.")
+@click.option("--alpha", type=float, default=0.05, show_default=True, help="Family-wise significance level (Holm across each table's comparisons).")
+@click.option("--data", type=click.Choice(["real", "synthetic", "all"]), default="real", show_default=True, help="Real datasets, synthetic twins, or both (always in separate tables).")
+@click.option("--no-plots", is_flag=True, help="Leave the plots out of the HTML page.")
+def leaderboard(runs_dir, out, fmt, metrics, reference, test, alpha, data, no_plots):
+    """Leaderboards from the run store: one table per dataset, as Markdown, HTML and JSON.
+
+    \b
+    Examples:
+      mmerbench leaderboard --data synthetic
+      mmerbench leaderboard --reference br --test welch --metric micro_f1,acc
+      mmerbench leaderboard --format md --out -
+    """
+    from mmerbench.data import paths
+    from mmerbench.report.leaderboard import LeaderboardRequest, build
+
+    keys = tuple(k.strip() for m in metrics for k in m.split(",") if k.strip())
+    req = LeaderboardRequest(runs_dir=paths.runs_root(runs_dir), metrics=keys, data=data, reference=reference,
+                             test=test, alpha=alpha, plots=not no_plots)
+    stem = {"real": "leaderboard", "synthetic": "leaderboard-synthetic", "all": "leaderboard-all"}[data]
+    _write_or_print(build(req), out, fmt, stem)
+
+
+@cli.command(cls=GreedyCommand)
+@click.argument("ids", nargs=-1)
+@click.option("--format", "fmt", type=click.Choice(["md", "html", "json", "all"]), default="all", show_default=True)
+@click.option("--data", type=click.Choice(["real", "synthetic"]), default="real", show_default=True, help="Look our numbers up on the real datasets or on their synth-* twins.")
+@click.option("--runs-dir", type=click.Path(file_okay=False), default=None, help="Run store (default $MMERBENCH_RUNS, else ./runs).")
+@click.option("--runs", "list_runs", is_flag=True, help="Print the `mmerbench run` commands that fill the tables instead.")
+@click.option("--seeds", multiple=True, type=int, default=(1, 2, 3), show_default=True, help="Seeds in the --runs commands: --seeds 1 2 3.")
+@click.option("--preset", default=None, help="A preset for every row that names none (e.g. `small` for CPU runs on the twins).")
+@click.option("--scale", type=float, default=None, help="Twins only: the --scale the runs used (default 0.2).")
+@click.option("--data-seed", type=int, default=None, help="Twins only: the --data-seed the runs used (default 0).")
+@click.option("--papers-dir", type=click.Path(file_okay=False), default=None, help="Folder of the papers' *.yaml (default leaderboards/papers of this checkout, or $MMERBENCH_PAPERS).")
+@click.option("--out", default="leaderboards", show_default=True, help="Output folder; `-` prints one format to stdout.")
+def table(ids, fmt, data, runs_dir, list_runs, seeds, preset, scale, data_seed, papers_dir, out):
+    """The papers' tables (IDS, default all) with our runs beside the published numbers.
+
+    \b
+    Examples:
+      mmerbench table tailor-t3 --runs --data synthetic --preset small
+      mmerbench table tailor-t2 tailor-t3 --format md --out -
+      mmerbench table --data synthetic --preset small
+    """
+    from mmerbench.report import papers
+
+    req = papers.TableRequest(ids=tuple(ids), data=data, runs_dir=runs_dir, papers_dir=papers_dir, scale=scale,
+                              data_seed=data_seed, seeds=tuple(dict.fromkeys(seeds)), preset=preset)
+    if list_runs:
+        click.echo("\n".join(papers.run_commands(req)))
+        return
+    _write_or_print(papers.build(req), out, fmt, "tables" + ("-synthetic" if data == "synthetic" else ""))
+
+
 @cli.command()
 @click.argument("a")
 @click.argument("b")
@@ -246,6 +319,118 @@ def compare(a, b, dataset, metric, tests, runs_dir, alpha, resamples, seed):
     comp = compare_runs(runs_dir, dataset, a, b, metric=metric, tests=tests, alpha=alpha, seed=seed,
                         n_resamples=resamples)
     click.echo(format_comparison(comp), nl=False)
+
+
+@cli.command(cls=GreedyCommand)
+@click.option("--method", "-m", required=True, help="A registered method or baseline (see `mmerbench methods`).")
+@click.option("--dataset", "-d", required=True, help="A registered dataset: its spec gives the input shapes (no files needed for neural methods).")
+@click.option("--preset", default=None, help="A named preset of the method's config, e.g. `small`.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value: --set hidden=64.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--batch-sizes", multiple=True, type=int, default=(1, 64), show_default=True, help="Inference throughput at these batch sizes: --batch-sizes 1 64.")
+@click.option("--dtype", type=click.Choice(["fp32", "bf16"]), default=None, help="Default: as the runner runs the config (bf16 autocast on CUDA when `amp` is on, else fp32).")
+@click.option("--steps", type=int, default=20, show_default=True, help="Timed training steps (after --warmup).")
+@click.option("--warmup", type=int, default=3, show_default=True, help="Untimed calls before each timed phase.")
+@click.option("--latency-iters", type=int, default=200, show_default=True, help="Batch-1 calls for the latency percentiles.")
+@click.option("--max-seconds", type=float, default=30.0, show_default=True, help="Per phase: no new iteration after this long (once a minimum is done).")
+@click.option("--runs-dir", type=click.Path(file_okay=False), default=None, help="Run store (default $MMERBENCH_RUNS, else ./runs).")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Data root (baselines read the dataset).")
+@click.option("--scale", type=float, default=None, help="Synthetic twins: the --scale of the runs to sit beside (part of the config hash).")
+@click.option("--data-seed", type=int, default=None, help="Synthetic twins: the --data-seed of those runs.")
+def profile(method, dataset, preset, overrides, device, batch_sizes, dtype, steps, warmup, latency_iters, max_seconds,
+            runs_dir, data_dir, scale, data_seed):
+    """Training throughput, batch-1 latency, inference throughput, peak memory, parameters and FLOPs
+    of METHOD's config on DATASET; the record is stored beside that config's runs.
+
+    \b
+    Examples:
+      mmerbench profile --method mlp --dataset synth-mosei-aligned --device cpu
+      mmerbench profile --method tailor --dataset mosei-unaligned --device cuda --dtype bf16 --batch-sizes 1 64 256
+    """
+    from mmerbench.profile import ProfileRequest, format_record, profile as run_profile
+
+    req = ProfileRequest(method=method, dataset=dataset, preset=preset, overrides=tuple(overrides), device=device,
+                         dtype=dtype, batch_sizes=tuple(batch_sizes), runs_dir=runs_dir, data_dir=data_dir,
+                         scale=scale, data_seed=data_seed, warmup=warmup, train_steps=steps,
+                         latency_iters=latency_iters, max_seconds=max_seconds)
+    res = run_profile(req)
+    click.echo(format_record(res.record, res.path))
+
+
+@cli.command()
+@click.option("--suite", type=click.Path(dir_okay=False), default="ci/suite.yaml", show_default=True, help="The suite: which runs, seeds, metrics and tolerances.")
+@click.option("--baseline", type=click.Path(dir_okay=False), default="ci/baseline.json", show_default=True, help="The stored metrics to compare with.")
+@click.option("--update", is_flag=True, help="Rewrite the baseline from this run (deliberately: review the diff before committing it).")
+@click.option("--runs-dir", type=click.Path(file_okay=False), default=None, help="Keep the suite's runs here, reusing finished ones (default: a temporary folder).")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Data root where the twins are cached (default $MMERBENCH_DATA, else ~/.cache/mmerbench/data).")
+@click.option("--all", "show_all", is_flag=True, help="List every compared metric, not only those that moved.")
+@click.option("--quiet", "-q", is_flag=True, help="No per-run progress lines.")
+def check(suite, baseline, update, runs_dir, data_dir, show_all, quiet):
+    """Run the regression suite and compare its metrics with the stored baseline.
+
+    Exit code 1 when a metric moved the wrong way beyond its tolerance
+    (max(floor, k × seed std)), a run failed, or a run is missing from the baseline.
+
+    \b
+    Examples:
+      mmerbench check
+      mmerbench check --update          # after an intended change; commit ci/baseline.json
+      mmerbench check --runs-dir /tmp/check-runs --all
+    """
+    from mmerbench.check import CheckRequest, check as run_check, format_report
+
+    say = None if quiet else (lambda line: click.echo(line, err=True))
+    report = run_check(CheckRequest(suite=suite, baseline=baseline, update=update, runs_dir=runs_dir,
+                                    data_dir=data_dir, progress=say))
+    click.echo(format_report(report, show_all=show_all))
+    if report.failed:
+        sys.exit(1)
+
+
+@cli.command(cls=GreedyCommand)
+@click.option("--methods", multiple=True, help="Methods and baselines: --methods br mlp.")
+@click.option("--datasets", multiple=True, help="Datasets: --datasets synth-mosei-aligned synth-mosei-unaligned.")
+@click.option("--seeds", multiple=True, type=int, help="Seeds: --seeds 1 2 3 (default 1).")
+@click.option("--preset", default=None, help="A preset for every method, e.g. `small` (per method in a --grid file).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Fixed settings for every method: --set lr=1e-4.")
+@click.option("--epochs", type=int, default=None, help="Epochs for the neural methods (baselines are not trained in epochs).")
+@click.option("--grid", "grid_file", type=click.Path(dir_okay=False), default=None, help="A YAML file with these options and a hyperparameter `grid` (see README).")
+@click.option("--launcher", type=click.Choice(["local", "slurm", "submitit-local"]), default=None, help="local (default): one run after another here; slurm: a submitit job array; submitit-local: submitit's local executor.")
+@click.option("--partition", default=None, help="Slurm partition.")
+@click.option("--timeout-min", type=int, default=None, help="Slurm time limit per run, minutes.")
+@click.option("--gpus-per-node", type=int, default=None, help="Slurm GPUs per run.")
+@click.option("--cpus-per-task", type=int, default=None, help="Slurm CPUs per run.")
+@click.option("--mem-gb", type=float, default=None, help="Slurm memory per run, GB.")
+@click.option("--device", default=None, help="auto (default), cpu or cuda.")
+@click.option("--scale", type=float, default=None, help="Synthetic twins: fraction of the real split sizes.")
+@click.option("--data-seed", type=int, default=None, help="Synthetic twins: the data seed.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Data root.")
+@click.option("--runs-dir", type=click.Path(file_okay=False), default=None, help="Run store (default $MMERBENCH_RUNS, else ./runs).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
+def sweep(methods, datasets, seeds, preset, overrides, epochs, grid_file, launcher, partition, timeout_min,
+          gpus_per_node, cpus_per_task, mem_gb, device, scale, data_seed, data_dir, runs_dir, quiet):
+    """Run every method × dataset × setting × seed that is not finished yet; a failed run is
+    reported with its log and does not stop the others (exit code 1 if any failed).
+
+    \b
+    Examples:
+      mmerbench sweep --methods br mlp --datasets synth-mosei-aligned synth-mosei-unaligned --seeds 1 2 --preset small
+      mmerbench sweep --grid sweep.yaml --launcher slurm --partition gpu --gpus-per-node 1 --timeout-min 240
+    """
+    from mmerbench.sweep import format_report, load_grid, request_from, sweep as run_sweep
+
+    grid = load_grid(grid_file) if grid_file else {}
+    slurm = dict(grid.get("slurm") or {})
+    slurm.update({k: v for k, v in (("partition", partition), ("timeout_min", timeout_min),
+                                    ("gpus_per_node", gpus_per_node), ("cpus_per_task", cpus_per_task),
+                                    ("mem_gb", mem_gb)) if v is not None})
+    req = request_from(grid, methods=methods, datasets=datasets, seeds=seeds, preset=preset, overrides=overrides,
+                       epochs=epochs, launcher=launcher, device=device, scale=scale, data_seed=data_seed,
+                       data_dir=data_dir, runs_dir=runs_dir, slurm=slurm)
+    report = run_sweep(req, progress=None if quiet else (lambda line: click.echo(line, err=True)))
+    click.echo(format_report(report))
+    if report.failed:
+        sys.exit(1)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -335,8 +335,6 @@ def _cpu_state(model) -> dict[str, Any]:
 
 def _run_torch(prep, dataset, seed, folder, device, on_epoch_end):
     import torch
-    from contextlib import nullcontext
-    from functools import partial
 
     from mmerbench.data.batching import DeviceSplit
 
@@ -345,8 +343,7 @@ def _run_torch(prep, dataset, seed, folder, device, on_epoch_end):
     p = prep.config["params"]
     epochs, batch_size = int(p["epochs"]), int(p["batch_size"])
     threshold, select = float(p["threshold"]), str(p.get("select", "loss"))
-    use_amp = bool(p.get("amp", False)) and device.startswith("cuda")
-    autocast = partial(torch.autocast, device_type="cuda", dtype=torch.bfloat16) if use_amp else nullcontext
+    autocast = autocast_factory(device, bool(p.get("amp", False)))
     if select != "loss":
         try:
             info = metricslib.metric_info(select)
@@ -384,19 +381,8 @@ def _run_torch(prep, dataset, seed, folder, device, on_epoch_end):
     for epoch in bar:
         torch.manual_seed(_epoch_seed(seed, epoch))
         gen = torch.Generator().manual_seed(_epoch_seed(seed, epoch))
-        model.train()
         t = time.perf_counter()
-        sums: dict[str, torch.Tensor] = {}
-        n_seen = 0
-        for batch in data["train"].batches(batch_size, shuffle=True, generator=gen):
-            parts = model.training_step(batch, optimizer, autocast=autocast)
-            if scheduler is not None and setup.interval == "step":
-                scheduler.step()
-            b = len(batch)
-            n_seen += b
-            for name, v in {"total": parts.total, **parts.parts}.items():
-                sums[name] = sums.get(name, 0.0) + v.detach().float() * b
-        train_loss = {k: float(v) / max(n_seen, 1) for k, v in sums.items()}
+        train_loss = train_epoch(model, data["train"], batch_size, setup, autocast, gen)
         valid_scores, valid_loss = predict(model, data["valid"], batch_size, autocast)
         valid_metrics = score(spec, np.asarray(dataset["valid"].labels), valid_scores, threshold)
         crit = valid_loss if select == "loss" else valid_metrics[select]
@@ -438,10 +424,42 @@ def _run_torch(prep, dataset, seed, folder, device, on_epoch_end):
     model.load_state_dict(best["state"])
     scores = {s: predict(model, data[s], batch_size, autocast)[0] for s in results.SPLITS_SCORED}
     _save_checkpoint(folder / MODEL, {"model": best["state"], "epoch": best["epoch"]})
-    score_name = {"multilabel": "sigmoid", "binary": "sigmoid", "multiclass": "softmax"}.get(spec.task, "regression")
+    score_name = getattr(prep.cls, "score_name", None) or \
+        {"multilabel": "sigmoid", "binary": "sigmoid", "multiclass": "softmax"}.get(spec.task, "regression")
     metrics = _finish(folder, spec, dataset, scores, threshold, score_name)
     (folder / CHECKPOINT).unlink(missing_ok=True)  # the run is complete; model.pt keeps the selected weights
     return metrics, status
+
+
+def autocast_factory(device: str, amp: bool):
+    """The context the runner (and the profiler) wraps forward passes in: bf16 autocast on CUDA
+    when the config's ``amp`` is on, else a no-op (CPU runs stay float32)."""
+    from contextlib import nullcontext
+    from functools import partial
+
+    import torch
+
+    if amp and device.startswith("cuda"):
+        return partial(torch.autocast, device_type="cuda", dtype=torch.bfloat16)
+    return nullcontext
+
+
+def train_epoch(model, split, batch_size: int, setup, autocast, generator) -> dict[str, float]:
+    """One pass over the training split in the generator's order: the method's
+    ``training_step`` per batch, the per-step schedule, and the sample-weighted
+    mean of each named loss part (summed on the device, read once at the end)."""
+    model.train()
+    sums: dict[str, Any] = {}
+    n_seen = 0
+    for batch in split.batches(batch_size, shuffle=True, generator=generator):
+        parts = model.training_step(batch, setup.optimizer, autocast=autocast)
+        if setup.scheduler is not None and setup.interval == "step":
+            setup.scheduler.step()
+        b = len(batch)
+        n_seen += b
+        for name, v in {"total": parts.total, **parts.parts}.items():
+            sums[name] = sums.get(name, 0.0) + v.detach().float() * b
+    return {k: float(v) / max(n_seen, 1) for k, v in sums.items()}
 
 
 def predict(model, split, batch_size: int, autocast) -> tuple[np.ndarray, float]:

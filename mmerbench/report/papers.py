@@ -1,0 +1,733 @@
+"""The papers' tables: published numbers (``leaderboards/papers/*.yaml``) beside ours from the run store.
+
+Each YAML file holds the tables of one paper in ``shared/papers/``, transcribed
+by hand: caption, setting, column groups (each with its dataset and metrics),
+the published values row by row as the paper prints them, notes on anything
+the source leaves ambiguous, and for every row either the run that reproduces
+it (``ours``: method, ``--set`` switches, ``--preset``, dataset) or
+``not_implemented: <reason>``. A column group or a row may add switches or
+override a cell (``groups: {<group>: {...}}``), so one row can map to
+different runs per group (e.g. modality subsets, datasets).
+
+The layout is checked by :func:`validate` against :data:`SCHEMA` (a small
+JSON-schema-like description, checked in code) plus rules a schema cannot say
+(one value per metric column, ``ours`` xor ``not_implemented``, directions that
+agree with :mod:`mmerbench.metrics`, unique ids). Whether the mapped methods,
+switches and datasets exist is a separate check (:func:`check_registry`),
+because some methods and datasets are written on other branches.
+
+A cell's run is identified exactly: the mapping is resolved into the config
+``mmerbench run`` would build (:func:`mmerbench.runner.prepare`), and its hash
+names the run folder; every complete seed there counts. ``--data synthetic``
+looks the same configs up on the ``synth-*`` twins and says so.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import yaml
+
+from mmerbench.errors import MmerbenchError
+from mmerbench.report.render import Document, Section
+from mmerbench.report.table import Cell, Column, Row, Table, mark_best
+
+UNITS = ("percent", "fraction", "raw")  # percent: ours × 100; fraction, raw: ours as is
+PAPERS_ENV = "MMERBENCH_PAPERS"
+DEFAULT_SEEDS = (1, 2, 3)
+
+# ---------------------------------------------------------------- schema
+
+_STR = {"type": "string"}
+_STR_LIST = {"type": "array", "items": _STR}
+_SCALAR = {"type": ["string", "number", "boolean", "null"]}
+_SET = {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean", "null", "array"],
+                                                   "items": _SCALAR}}
+_METRIC = {
+    "type": "object",
+    "required": ["name", "higher_is_better", "unit"],
+    "properties": {
+        "name": _STR,
+        "key": {"type": ["string", "null"]},
+        "higher_is_better": {"type": "boolean"},
+        "unit": {"enum": list(UNITS)},
+        "note": _STR,
+    },
+}
+_GROUP = {
+    "type": "object",
+    "required": ["name", "metrics"],
+    "properties": {
+        "name": _STR,
+        "dataset": _STR,
+        "set": _SET,
+        "metrics": {"type": "array", "minItems": 1, "items": _METRIC},
+    },
+}
+_OURS = {
+    "type": "object",
+    "required": ["method"],
+    "properties": {"method": _STR, "dataset": _STR, "preset": {"type": ["string", "null"]}, "set": _SET},
+}
+_OVERRIDE = {
+    "type": "object",
+    "properties": {"method": _STR, "dataset": _STR, "preset": {"type": ["string", "null"]}, "set": _SET,
+                   "not_implemented": _STR},
+}
+_ROW = {
+    "type": "object",
+    "required": ["name", "values"],
+    "properties": {
+        "name": _STR,
+        "section": _STR,
+        "values": {"type": "array", "minItems": 1, "items": {"type": ["number", "null"]}},
+        "attributes": {"type": "object", "additionalProperties": _STR},
+        "ambiguous": {"type": "object", "additionalProperties": _STR},
+        "note": _STR,
+        "ours": _OURS,
+        "not_implemented": _STR,
+        "groups": {"type": "object", "additionalProperties": _OVERRIDE},
+    },
+}
+_TABLE = {
+    "type": "object",
+    "required": ["id", "table", "caption", "setting", "groups", "rows"],
+    "properties": {
+        "id": {"type": "string", "pattern": r"^[a-z0-9][a-z0-9-]*$"},
+        "table": _STR,
+        "caption": _STR,
+        "setting": _STR,
+        "notes": _STR_LIST,
+        "dataset": _STR,
+        "set": _SET,
+        "row_attributes": _STR_LIST,
+        "groups": {"type": "array", "minItems": 1, "items": _GROUP},
+        "rows": {"type": "array", "minItems": 1, "items": _ROW},
+    },
+}
+#: The layout of one ``leaderboards/papers/<paper>.yaml``. Objects allow no keys
+#: beyond ``properties`` unless they say ``additionalProperties``.
+SCHEMA = {
+    "type": "object",
+    "required": ["version", "paper", "source", "tables"],
+    "properties": {
+        "version": {"enum": [1]},
+        "paper": _STR,
+        "source": _STR,
+        "tables": {"type": "array", "minItems": 1, "items": _TABLE},
+    },
+}
+
+_TYPES = {
+    "string": lambda v: isinstance(v, str),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+}
+
+
+def check_schema(value: Any, schema: dict[str, Any], where: str = "$") -> list[str]:
+    """Every place where ``value`` breaks ``schema`` (type, enum, pattern, required, unknown keys, items)."""
+    errors: list[str] = []
+    if "enum" in schema and value not in schema["enum"]:
+        return [f"{where}: expected one of {schema['enum']}, got {value!r}"]
+    types = schema.get("type")
+    if types is not None:
+        types = [types] if isinstance(types, str) else types
+        if not any(_TYPES[t](value) for t in types):
+            return [f"{where}: expected {' or '.join(types)}, got {type(value).__name__} {_clip(value)}"]
+    if isinstance(value, str) and "pattern" in schema and not re.match(schema["pattern"], value):
+        errors.append(f"{where}: {value!r} does not match {schema['pattern']}")
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        for key in schema.get("required", []):
+            if key not in value:
+                errors.append(f"{where}: missing key {key!r}")
+        extra = schema.get("additionalProperties")
+        for key, v in value.items():
+            if not isinstance(key, str):
+                errors.append(f"{where}: key {key!r} is not a string")
+            elif key in props:
+                errors += check_schema(v, props[key], f"{where}.{key}")
+            elif extra is not None:
+                errors += check_schema(v, extra, f"{where}.{key}")
+            else:
+                errors.append(f"{where}: unknown key {key!r} (known: {', '.join(props)})")
+    if isinstance(value, list):
+        if len(value) < schema.get("minItems", 0):
+            errors.append(f"{where}: expected at least {schema['minItems']} item(s)")
+        if "items" in schema:
+            for i, v in enumerate(value):
+                errors += check_schema(v, schema["items"], f"{where}[{i}]")
+    return errors
+
+
+def _clip(v: Any, n: int = 40) -> str:
+    s = repr(v)
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+# ---------------------------------------------------------------- model
+
+
+@dataclass(frozen=True)
+class PaperMetric:
+    name: str
+    key: str | None
+    higher_is_better: bool
+    unit: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class PaperGroup:
+    name: str
+    metrics: tuple[PaperMetric, ...]
+    dataset: str | None = None
+    set: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What fills a cell: the arguments of one ``mmerbench run``."""
+
+    method: str
+    dataset: str
+    preset: str | None = None
+    set: tuple[tuple[str, Any], ...] = ()
+
+    def overrides(self) -> list[str]:
+        return [f"{k}={format_value(v)}" for k, v in self.set]
+
+    def command(self, seeds: Sequence[int] = DEFAULT_SEEDS, *, scale: float | None = None,
+                data_seed: int | None = None) -> str:
+        parts = ["mmerbench", "run", "--method", self.method, "--dataset", self.dataset]
+        if self.preset:
+            parts += ["--preset", self.preset]
+        if self.set:
+            parts += ["--set", *self.overrides()]
+        parts += ["--seeds", *[str(s) for s in seeds]]
+        if scale is not None:
+            parts += ["--scale", f"{scale:g}"]
+        if data_seed is not None:
+            parts += ["--data-seed", str(data_seed)]
+        return shlex.join(parts)
+
+    def on_twin(self) -> "RunSpec":
+        ds = self.dataset if self.dataset.startswith("synth-") else f"synth-{self.dataset}"
+        return RunSpec(self.method, ds, self.preset, self.set)
+
+
+def format_value(v: Any) -> str:
+    """A ``--set`` value that `mmerbench run` reads back as the same YAML value."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if v is None:
+        return "null"
+    if isinstance(v, (list, tuple)):
+        return "[" + ",".join(format_value(x) for x in v) + "]"
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, str):
+        plain = v and not any(c in v for c in ",[]{}#&*!|>'\"%@`:") and v.strip() == v
+        # a string YAML would read as something else ("true", "1e-5", "null") is quoted
+        return v if plain and _yaml_reads(v) == v else json.dumps(v)
+    return str(v)
+
+
+def _yaml_reads(text: str) -> Any:
+    from mmerbench.config import parse_override
+
+    return parse_override(f"k={text}")[1]
+
+
+@dataclass(frozen=True)
+class NotImplemented_:
+    reason: str
+
+
+@dataclass
+class PaperRow:
+    name: str
+    values: list[float | None]
+    section: str = ""
+    attributes: dict[str, str] = field(default_factory=dict)
+    ambiguous: dict[str, str] = field(default_factory=dict)
+    note: str = ""
+    ours: dict[str, Any] | None = None
+    not_implemented: str | None = None
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class PaperTable:
+    id: str
+    paper: str
+    source: str
+    table: str
+    caption: str
+    setting: str
+    groups: list[PaperGroup]
+    rows: list[PaperRow]
+    notes: list[str] = field(default_factory=list)
+    dataset: str | None = None
+    set: dict[str, Any] = field(default_factory=dict)
+    row_attributes: list[str] = field(default_factory=list)
+    file: str = ""
+
+    @property
+    def columns(self) -> list[tuple[PaperGroup, PaperMetric]]:
+        return [(g, m) for g in self.groups for m in g.metrics]
+
+    @staticmethod
+    def column_id(group: PaperGroup, metric: PaperMetric) -> str:
+        return f"{group.name}/{metric.name}" if group.name else metric.name
+
+    def target(self, row: PaperRow, group: PaperGroup) -> RunSpec | NotImplemented_:
+        """The run that fills ``row``'s cells under ``group`` (or why none does).
+
+        Switches merge in the order table ← group ← row ← the row's override for
+        that group; the dataset is the most specific one named.
+        """
+        over = row.groups.get(group.name, {})
+        if "not_implemented" in over:
+            return NotImplemented_(over["not_implemented"])
+        if row.ours is None:
+            return NotImplemented_(row.not_implemented or "not mapped")
+        method = over.get("method", row.ours["method"])
+        dataset = over.get("dataset") or row.ours.get("dataset") or group.dataset or self.dataset
+        if not dataset:
+            return NotImplemented_("no dataset named for this cell")
+        preset = over.get("preset", row.ours.get("preset"))
+        merged: dict[str, Any] = {}
+        for part in (self.set, group.set, row.ours.get("set") or {}, over.get("set") or {}):
+            merged.update(part)
+        return RunSpec(method, dataset, preset, tuple(sorted((k, _freeze(v)) for k, v in merged.items())))
+
+    def targets(self) -> list[tuple[PaperRow, PaperGroup, RunSpec | NotImplemented_]]:
+        return [(r, g, self.target(r, g)) for r in self.rows for g in self.groups]
+
+
+def _freeze(v: Any) -> Any:
+    return tuple(v) if isinstance(v, list) else v
+
+
+def default_papers_dir() -> Path:
+    """``$MMERBENCH_PAPERS``, else ``leaderboards/papers`` of this checkout."""
+    env = os.environ.get(PAPERS_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path(__file__).resolve().parents[2] / "leaderboards" / "papers"
+
+
+def validate(data: Any) -> list[str]:
+    """Every problem with one parsed paper file: schema first, then the rules a schema cannot say."""
+    from mmerbench.errors import UnknownNameError
+    from mmerbench.metrics import metric_info
+
+    errors = check_schema(data, SCHEMA, "$")
+    if errors:
+        return errors
+    for ti, t in enumerate(data["tables"]):
+        tw = f"table {t['id']}"
+        group_names = [g["name"] for g in t["groups"]]
+        if len(set(group_names)) != len(group_names):
+            errors.append(f"{tw}: group names repeat: {group_names}")
+        col_ids: list[str] = []
+        for g in t["groups"]:
+            names = [m["name"] for m in g["metrics"]]
+            if len(set(names)) != len(names):
+                errors.append(f"{tw}: metric names repeat in group {g['name']!r}")
+            for m in g["metrics"]:
+                col_ids.append(f"{g['name']}/{m['name']}" if g["name"] else m["name"])
+                if m.get("key"):
+                    try:
+                        info = metric_info(m["key"])
+                    except UnknownNameError as e:
+                        errors.append(f"{tw}: column {m['name']!r}: {e}")
+                        continue
+                    if info.higher_is_better != m["higher_is_better"]:
+                        errors.append(f"{tw}: column {m['name']!r} says higher_is_better={m['higher_is_better']} "
+                                      f"but mmerbench.metrics says {info.higher_is_better} for {m['key']!r}")
+        attrs = set(t.get("row_attributes", []))
+        for ri, r in enumerate(t["rows"]):
+            rw = f"{tw} row {ri + 1} ({r['name']!r})"
+            if len(r["values"]) != len(col_ids):
+                errors.append(f"{rw}: {len(r['values'])} values for {len(col_ids)} columns")
+            if ("ours" in r) == ("not_implemented" in r):
+                errors.append(f"{rw}: give exactly one of `ours` and `not_implemented`")
+            for k in r.get("ambiguous", {}):
+                if k != "row" and k not in col_ids:
+                    errors.append(f"{rw}: ambiguous key {k!r} is not a column ({', '.join(col_ids)}) or 'row'")
+            for k in r.get("attributes", {}):
+                if k not in attrs:
+                    errors.append(f"{rw}: attribute {k!r} is not in row_attributes {sorted(attrs)}")
+            for gname, over in r.get("groups", {}).items():
+                if gname not in group_names:
+                    errors.append(f"{rw}: override for unknown group {gname!r}")
+                elif "not_implemented" in over and len(over) > 1:
+                    errors.append(f"{rw}: override for {gname!r} mixes not_implemented with a run")
+                elif "not_implemented" not in over and "ours" not in r:
+                    errors.append(f"{rw}: override for {gname!r} names a run but the row has no `ours`")
+            if "ours" in r:
+                for g in t["groups"]:
+                    over = r.get("groups", {}).get(g["name"], {})
+                    if "not_implemented" in over:
+                        continue
+                    ds = over.get("dataset") or r["ours"].get("dataset") or g.get("dataset") or t.get("dataset")
+                    if not ds:
+                        errors.append(f"{rw}: no dataset for group {g['name']!r} (set it on the table, group or row)")
+    return errors
+
+
+def _parse_table(t: dict[str, Any], doc: dict[str, Any], file: str) -> PaperTable:
+    groups = [
+        PaperGroup(
+            name=g["name"],
+            metrics=tuple(PaperMetric(m["name"], m.get("key"), m["higher_is_better"], m["unit"], m.get("note", ""))
+                          for m in g["metrics"]),
+            dataset=g.get("dataset"),
+            set=dict(g.get("set") or {}),
+        )
+        for g in t["groups"]
+    ]
+    rows = [
+        PaperRow(
+            name=r["name"], values=[None if v is None else float(v) for v in r["values"]],
+            section=r.get("section", ""), attributes=dict(r.get("attributes") or {}),
+            ambiguous=dict(r.get("ambiguous") or {}), note=r.get("note", ""), ours=r.get("ours"),
+            not_implemented=r.get("not_implemented"), groups=dict(r.get("groups") or {}),
+        )
+        for r in t["rows"]
+    ]
+    return PaperTable(
+        id=t["id"], paper=doc["paper"], source=doc["source"], table=t["table"], caption=t["caption"],
+        setting=t["setting"], groups=groups, rows=rows, notes=list(t.get("notes") or []),
+        dataset=t.get("dataset"), set=dict(t.get("set") or {}), row_attributes=list(t.get("row_attributes") or []),
+        file=file,
+    )
+
+
+def load_file(path: str | os.PathLike) -> list[PaperTable]:
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise MmerbenchError(f"Cannot read paper tables file {p}: {e.strerror or e}.") from None
+    except UnicodeDecodeError:
+        raise MmerbenchError(f"Paper tables file {p} is not UTF-8 text.") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" (line {mark.line + 1})" if mark is not None else ""
+        raise MmerbenchError(f"Paper tables file {p} is not valid YAML{at}.") from None
+    errors = validate(data)
+    if errors:
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise MmerbenchError(f"Paper tables file {p} is invalid: {errors[0]}{more}.")
+    return [_parse_table(t, data, p.name) for t in data["tables"]]
+
+
+def load_papers(papers_dir: str | os.PathLike | None = None) -> list[PaperTable]:
+    """Every table of every ``*.yaml`` under the papers folder, validated; ids must be unique."""
+    folder = Path(papers_dir) if papers_dir is not None else default_papers_dir()
+    if not folder.is_dir():
+        raise MmerbenchError(f"No paper tables folder at {folder} (set --papers-dir or ${PAPERS_ENV}).")
+    files = sorted(folder.glob("*.yaml"))
+    if not files:
+        raise MmerbenchError(f"No paper tables (*.yaml) in {folder}.")
+    tables: list[PaperTable] = []
+    seen: dict[str, str] = {}
+    for f in files:
+        for t in load_file(f):
+            if t.id in seen:
+                raise MmerbenchError(f"Table id {t.id!r} appears in both {seen[t.id]} and {f.name}.")
+            seen[t.id] = f.name
+            tables.append(t)
+    return tables
+
+
+def select(tables: list[PaperTable], ids: Sequence[str]) -> list[PaperTable]:
+    """The tables named (all when none); an unknown id is an error with the known ones."""
+    if not ids:
+        return tables
+    import difflib
+
+    by_id = {t.id: t for t in tables}
+    for i in ids:
+        if i not in by_id:
+            close = difflib.get_close_matches(i, list(by_id), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise MmerbenchError(f"Unknown table {i!r}.{hint} Known: {', '.join(by_id)}.")
+    return [by_id[i] for i in dict.fromkeys(ids)]
+
+
+# ---------------------------------------------------------------- registry check
+
+
+def check_registry(spec: RunSpec) -> str | None:
+    """None when ``mmerbench run`` accepts this mapping (method, dataset, task, preset, switch names and
+    modality names all known); otherwise the sentence it would fail with."""
+    from mmerbench.runner import RunRequest, prepare
+
+    try:
+        prepare(RunRequest(method=spec.method, dataset=spec.dataset, overrides=tuple(spec.overrides()),
+                           preset=spec.preset))
+    except MmerbenchError as e:
+        return str(e)
+    return None
+
+
+# ---------------------------------------------------------------- our numbers
+
+
+@dataclass
+class Ours:
+    status: Literal["ran", "not_run", "not_available", "not_implemented"]
+    reason: str = ""
+    per_seed: dict[int, dict[str, float]] = field(default_factory=dict)  # seed → test metrics
+    config_hash: str = ""
+    spec: RunSpec | None = None
+
+    def values(self, key: str) -> list[float]:
+        return [m[key] for _, m in sorted(self.per_seed.items()) if key in m]
+
+
+def lookup(spec: RunSpec, runs_dir: str | os.PathLike | None, *, scale: float | None = None,
+           data_seed: int | None = None) -> Ours:
+    """Resolve ``spec`` to its config hash as ``mmerbench run`` would and read every complete seed."""
+    from mmerbench import results
+    from mmerbench.data import paths
+    from mmerbench.runner import RunRequest, prepare
+
+    try:
+        prep = prepare(RunRequest(method=spec.method, dataset=spec.dataset, overrides=tuple(spec.overrides()),
+                                  preset=spec.preset, runs_dir=None if runs_dir is None else str(runs_dir),
+                                  scale=scale if spec.dataset.startswith("synth-") else None,
+                                  data_seed=data_seed if spec.dataset.startswith("synth-") else None))
+    except MmerbenchError as e:
+        return Ours("not_available", str(e), spec=spec)
+    folder = paths.runs_root(None if runs_dir is None else str(runs_dir)) / spec.dataset / spec.method / prep.config_hash
+    per_seed = {}
+    for sd in sorted(folder.glob("seed-*")):
+        try:
+            seed = int(sd.name.split("-", 1)[1])
+        except ValueError:
+            continue
+        m = results.read_metrics(sd)
+        if m is not None and isinstance(m.get("test"), dict):
+            per_seed[seed] = {k: float(v) for k, v in m["test"].items() if isinstance(v, (int, float))}
+    if not per_seed:
+        return Ours("not_run", f"no complete run in {folder}", config_hash=prep.config_hash, spec=spec)
+    return Ours("ran", per_seed=per_seed, config_hash=prep.config_hash, spec=spec)
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def _decimals(values: Sequence[float | None], unit: str) -> int:
+    ds = []
+    for v in values:
+        if v is None:
+            continue
+        s = repr(float(v))
+        ds.append(len(s.split(".", 1)[1]) if "." in s and "e" not in s else 0)
+    return min(max(ds), 4) if ds else (2 if unit == "percent" else 3)
+
+
+@dataclass
+class TableRequest:
+    ids: tuple[str, ...] = ()
+    data: Literal["real", "synthetic"] = "real"
+    runs_dir: str | os.PathLike | None = None
+    papers_dir: str | os.PathLike | None = None
+    scale: float | None = None  # twins only
+    data_seed: int | None = None  # twins only
+    seeds: tuple[int, ...] = DEFAULT_SEEDS
+    preset: str | None = None  # for rows that name none, e.g. `small` for CPU runs on the twins
+
+
+def _spec_for(target, req: "TableRequest"):
+    if isinstance(target, NotImplemented_):
+        return target
+    if req.preset and not target.preset:
+        target = RunSpec(target.method, target.dataset, req.preset, target.set)
+    return target.on_twin() if req.data == "synthetic" else target
+
+
+def build_table(pt: PaperTable, req: TableRequest) -> Table:
+    """One paper table in the paper's layout: per cell published → ours mean ± std (n), and Δ."""
+    from mmerbench.report.leaderboard import SYNTHETIC_LABEL, SYNTHETIC_NOTE
+
+    synthetic = req.data == "synthetic"
+    cols = pt.columns
+    decimals = [_decimals([r.values[j] for r in pt.rows], m.unit) for j, (_, m) in enumerate(cols)]
+    columns = [Column("row", "", numeric=False)]
+    columns += [Column(f"attr:{a}", a, numeric=False) for a in pt.row_attributes]
+    for j, (g, m) in enumerate(cols):
+        note = f"ours: mmerbench metric {m.key!r}" + (" × 100" if m.unit == "percent" else "") if m.key else \
+            "no matching mmerbench metric"
+        columns.append(Column(f"col:{pt.column_id(g, m)}", m.name, group=g.name, higher_is_better=m.higher_is_better,
+                              note=note + (f"; {m.note}" if m.note else ""), emphasise=True))
+    columns.append(Column("ours", "mmerbench run", numeric=False, note="the run that fills the row's cells"))
+
+    cache: dict[RunSpec, Ours] = {}
+    rows: list[Row] = []
+    counts = {"ran": 0, "not_run": 0, "not_available": 0, "not_implemented": 0}
+    footnotes = [f"{pt.paper}, {pt.table}; transcribed in leaderboards/papers/{pt.file}.", f"Setting: {pt.setting}"]
+    footnotes += pt.notes
+    for r in pt.rows:
+        cells = [Cell(display=r.name, note=r.ambiguous.get("row", ""))]
+        cells += [Cell(display=r.attributes.get(a, "")) for a in pt.row_attributes]
+        mapping_text = set()
+        for j, (g, m) in enumerate(cols):
+            published = r.values[j]
+            target = _spec_for(pt.target(r, g), req)
+            if isinstance(target, NotImplemented_):
+                ours = Ours("not_implemented", target.reason)
+                mapping_text.add(f"not implemented: {target.reason}")
+            else:
+                if target not in cache:
+                    cache[target] = lookup(target, req.runs_dir, scale=req.scale, data_seed=req.data_seed)
+                ours = cache[target]
+                mapping_text.add(_mapping_label(target))
+            counts[ours.status] += 1
+            cells.append(_paper_cell(published, m, ours, decimals[j], r.ambiguous.get(pt.column_id(g, m), ""),
+                                     synthetic))
+        cells.append(Cell(display=" | ".join(sorted(mapping_text))))
+        meta = {"name": r.name, "section": r.section}
+        if r.note:
+            meta["note"] = r.note
+            footnotes.append(f"{r.name}: {r.note}")
+        for col, why in r.ambiguous.items():
+            footnotes.append(f"{r.name}, {'row name' if col == 'row' else col}: {why} (marked ?).")
+        rows.append(Row(cells=cells, section=r.section, meta=meta))
+    footnotes.append(
+        "Each cell: published → ours, mean ± sample std (ddof = 1) over n seeds"
+        + ("" if synthetic else ", and Δ = ours − published")
+        + "; ours in the paper's unit. Bold / underline: best / second published value of the column (of each section when sections are datasets). "
+        "'not run': mapped, but no complete run in the store (see --runs); "
+        "'n/a': the mapped method, dataset or switch is not available in this installation; "
+        "'—': not implemented (reason in the last column)."
+    )
+    if synthetic:
+        footnotes.insert(0, SYNTHETIC_NOTE + " Ours are on the synth-* twins, so no Δ is shown.")
+    table = Table(
+        id=pt.id + ("-synthetic" if synthetic else ""),
+        title=f"{pt.id}: {pt.table}",
+        columns=columns,
+        rows=rows,
+        caption=pt.caption,
+        footnotes=footnotes,
+        labels=[SYNTHETIC_LABEL] if synthetic else [],
+        meta={"id": pt.id, "paper": pt.paper, "source": pt.source, "table": pt.table, "setting": pt.setting,
+              "data": req.data, "cells": counts, "synthetic": synthetic},
+    )
+    # Rank within each row section when the rows name their own datasets (sections are then datasets).
+    mark_best(table, per_section=any(r.ours and r.ours.get("dataset") for r in pt.rows))
+    return table
+
+
+def _mapping_label(spec: RunSpec) -> str:
+    bits = [spec.method, spec.dataset]
+    if spec.preset:
+        bits.append(f"--preset {spec.preset}")
+    bits += spec.overrides()
+    return " ".join(bits)
+
+
+def _paper_cell(published: float | None, m: PaperMetric, ours: Ours, decimals: int, ambiguous: str,
+                synthetic: bool) -> Cell:
+    pub_text = "–" if published is None else f"{published:.{decimals}f}"
+    if ambiguous:
+        pub_text += "?"
+    extra: dict[str, Any] = {"published": published, "status": ours.status, "metric_key": m.key, "unit": m.unit}
+    if ours.spec is not None:
+        extra["run"] = {"method": ours.spec.method, "dataset": ours.spec.dataset, "preset": ours.spec.preset,
+                        "set": dict(ours.spec.set), "config_hash": ours.config_hash or None}
+    note = ambiguous
+    if ours.status == "not_implemented":
+        text = f"{pub_text} · —"
+        note = "; ".join(x for x in (note, f"not implemented: {ours.reason}") if x)
+    elif ours.status == "not_available":
+        text = f"{pub_text} · n/a"
+        note = "; ".join(x for x in (note, ours.reason) if x)
+    elif ours.status == "not_run":
+        text = f"{pub_text} · not run"
+        note = "; ".join(x for x in (note, ours.reason) if x)
+    elif not m.key:
+        text = f"{pub_text} · no metric"
+        note = "; ".join(x for x in (note, "no mmerbench metric matches this column") if x)
+    else:
+        vals = ours.values(m.key)
+        if not vals:
+            text = f"{pub_text} · no {m.key}"
+            note = "; ".join(x for x in (note, f"the runs have no metric {m.key!r}") if x)
+        else:
+            import numpy as np
+
+            scale = 100.0 if m.unit == "percent" else 1.0
+            arr = np.asarray(vals, dtype=float) * scale
+            mean = float(arr.mean())
+            std = float(arr.std(ddof=1)) if arr.size > 1 else None
+            ours_text = f"{mean:.{decimals}f}" + ("" if std is None else f" ± {std:.{decimals}f}")
+            text = f"{pub_text} → {ours_text} (n={arr.size})"
+            extra.update({"ours_mean": mean, "ours_std": std, "ours_n": int(arr.size),
+                          "ours_per_seed": {str(s): v * scale for s, v in
+                                            zip(sorted(k for k, mm in ours.per_seed.items() if m.key in mm), vals)}})
+            if published is not None and not synthetic:
+                diff = mean - published
+                extra["diff"] = diff
+                text += f" Δ {diff:+.{decimals}f}"
+    return Cell(value=published, display=text, higher_is_better=m.higher_is_better, note=note, extra=extra)
+
+
+def build(req: TableRequest) -> Document:
+    if req.data not in ("real", "synthetic"):
+        raise MmerbenchError(f"Unknown --data {req.data!r}: use real or synthetic.")
+    tables = select(load_papers(req.papers_dir), req.ids)
+    sections: list[Section] = []
+    for pt in tables:
+        if sections and sections[-1].title == pt.paper:
+            sections[-1].tables.append(build_table(pt, req))
+        else:
+            sections.append(Section(title=pt.paper, tables=[build_table(pt, req)]))
+    intro = ["Published values beside ours from the run store."]
+    if req.data == "synthetic":
+        intro.append("Ours are on the synthetic twins (synth-*): for testing the pipeline, not for comparison.")
+    return Document(title="The papers' tables" + (" [synthetic twins]" if req.data == "synthetic" else ""),
+                    sections=sections, intro=intro,
+                    meta={"data": req.data, "ids": [t.id for t in tables],
+                          "runs_dir": None if req.runs_dir is None else str(req.runs_dir)})
+
+
+def run_commands(req: TableRequest) -> list[str]:
+    """The ``mmerbench run`` commands (one per distinct config) that fill the chosen tables; unavailable
+    ones are comments saying why."""
+    tables = select(load_papers(req.papers_dir), req.ids)
+    lines: list[str] = []
+    seen: set[RunSpec] = set()
+    for pt in tables:
+        block = []
+        for _, _, target in pt.targets():
+            spec = _spec_for(target, req)
+            if isinstance(spec, NotImplemented_) or spec in seen:
+                continue
+            seen.add(spec)
+            twin = spec.dataset.startswith("synth-")
+            cmd = spec.command(req.seeds, scale=req.scale if twin else None, data_seed=req.data_seed if twin else None)
+            problem = check_registry(spec)
+            if problem is not None:
+                problem = problem.split(" Known:", 1)[0].split(" Settings:", 1)[0]
+            block.append(cmd if problem is None else f"# n/a here ({problem}): {cmd}")
+        lines.append(f"# {pt.id}: {pt.table} of {pt.paper}")
+        lines += block or ["# (every row is not implemented)"]
+    return lines

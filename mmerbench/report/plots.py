@@ -1,0 +1,65 @@
+"""Plots for the HTML page, returned as :class:`~mmerbench.report.table.Figure` (base64 SVG).
+
+Quality against cost (latency, parameters) per leaderboard table, and the
+critical-difference diagram across datasets when the statistics module draws
+one. matplotlib runs headless (Agg); labels are drawn as plain text (no
+mathtext), so a ``$`` in a method name is just a character. SVG output is made
+deterministic (fixed hash salt, no date) so the same runs give the same page.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Sequence
+
+from mmerbench.report.table import Figure
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def figure_to_svg(fig, title: str, kind: str) -> Figure:
+    """Serialise a matplotlib figure into an embeddable :class:`Figure` and close it."""
+    import matplotlib
+
+    plt = _pyplot()
+    buf = io.BytesIO()
+    with matplotlib.rc_context({"svg.hashsalt": "mmerbench", "svg.fonttype": "path"}):
+        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    plt.close(fig)
+    return Figure(title=title, kind=kind, mime="image/svg+xml", data=base64.b64encode(buf.getvalue()).decode("ascii"))
+
+
+def quality_vs_cost(
+    labels: Sequence[str],
+    quality: Sequence[float],
+    cost: Sequence[float],
+    *,
+    quality_name: str,
+    cost_name: str,
+    higher_is_better: bool,
+    log_x: bool = True,
+    kind: str = "quality-vs-cost",
+) -> Figure:
+    """A scatter of one quality metric against one cost (log scale), each point named."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    ax.scatter(cost, quality, color="#2563eb", zorder=3)
+    for name, x, y in zip(labels, cost, quality):
+        ax.annotate(str(name), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8, parse_math=False)
+    if log_x and all(c > 0 for c in cost):
+        ax.set_xscale("log")
+    arrow = "↑" if higher_is_better else "↓"
+    ax.set_xlabel(f"{cost_name} ↓ (log scale)" if log_x else f"{cost_name} ↓", parse_math=False)
+    ax.set_ylabel(f"{quality_name} {arrow}", parse_math=False)
+    ax.grid(True, alpha=0.3)
+    title = f"{quality_name} against {cost_name}"
+    ax.set_title(title, fontsize=10, parse_math=False)
+    return figure_to_svg(fig, title, kind)
