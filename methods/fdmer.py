@@ -46,8 +46,8 @@ Choices the paper leaves open (each one named; the config key in brackets):
    integer first maps X_m to that width with a Linear (the small preset's 32).
    Heads: the largest divisor of the width not above `max_heads` (8): text 300
    → 6, audio 74 → 2, vision 35 → 7 heads. FFN width `ff_mult` (4) × width,
-   ReLU, dropout `dropout` (0.1) on attention weights, residual branches and
-   the embedded input (Vaswani et al.'s base model).
+   ReLU, dropout `dropout` (0.1, Vaswani et al.'s base-model rate) on
+   attention weights, residual branches and the embedded input.
 2. Input: LayerNorm over the raw features of each modality (raw COVAREP/FACET
    scales differ by orders of magnitude), sinusoidal positions added (no √d
    scaling).
@@ -355,9 +355,13 @@ class FDMER(Method):
         if unknown:
             raise FDMERConfigError(f"Expected `modalities` among {list(spec.modalities)}, but got {list(modalities)}.")
         other = [m for m in mods if m not in LAYER_KEYS]
+        known = [m for m in mods if m in LAYER_KEYS]
+        if other and len(known) < 2:
+            raise FDMERConfigError(f"FDMER needs two or more of text, audio and vision; {spec.name!r} has "
+                                   f"{', '.join(known) or 'none of them'}.")
         if other:
             raise FDMERConfigError(f"FDMER encodes text, audio and vision; {spec.name!r} has {', '.join(other)} "
-                                   "as well: pick a subset with `modalities`.")
+                                   f"as well: pick two or more of {', '.join(known)} with `modalities`.")
         if len(mods) < 2:
             raise FDMERConfigError(f"FDMER disentangles two or more modalities, but got {mods}.")
         if representations not in REPRESENTATIONS:

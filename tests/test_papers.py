@@ -266,7 +266,7 @@ def test_switches_merge_table_group_row_override(tables):
     t5 = next(t for t in tables if t.id == "auxloss-t5")
     bilstm = next(r for r in t5.rows if r.name.startswith("Bi-LSTM"))
     targets = {g.name: t5.target(bilstm, g) for g in t5.groups}
-    assert dict(targets["A"].set) == {"modalities": ("audio",), "encoder": "bilstm", "ua_loss": False}
+    assert dict(targets["A"].set) == {"modalities": ("audio",), "encoder": "bilstm", "unimodal_aux": False}
     assert dict(targets["A+T"].set)["modalities"] == ("text", "audio")
     assert {t.dataset for t in targets.values()} == {"msp-improv"}
     t1 = next(t for t in tables if t.id == "univa-t1")

@@ -357,9 +357,11 @@ def test_cmaf_phase_switches():
 
 
 def test_unknown_switch_values_are_one_sentence_errors():
-    for bad in ("fusion=concatenate", "representations=all", "discriminator_loss=arc"):
+    for bad in ("fusion=concatenate", "representations=all", "discriminator_loss=arc", "regularizer_scope=none"):
         with pytest.raises(FDMERConfigError, match="Expected"):
             _small(ALIGNED, bad)
+    with pytest.raises(FDMERConfigError, match="has audio"):  # NEMu: picture, audio, comments, lyrics
+        _small("synth-nemu")
 
 
 # -- (f) masks and end to end --------------------------------------------------------------------
@@ -398,7 +400,8 @@ def test_beats_binary_relevance_on_the_aligned_twin(tmp_path):
     common = dict(dataset=ALIGNED, scale=0.2, device="cpu", progress=False,
                   data_dir=str(tmp_path / "data"), runs_dir=str(tmp_path / "runs"))
     [br] = run(RunRequest(method="br", **common))
-    [fdmer] = run(RunRequest(method="fdmer", preset="small", epochs=10, **common))
+    # The small preset at the paper's lr (1e-3) leaves the label marginals after ~2 epochs (valid micro-F1 0.7 at 7).
+    [fdmer] = run(RunRequest(method="fdmer", preset="small", epochs=12, **common))
     f_br, f_fdmer = br.metrics["test"]["micro_f1"], fdmer.metrics["test"]["micro_f1"]
     print(f"test micro-F1: FDMER {f_fdmer:.4f}, BR {f_br:.4f}")
-    assert f_fdmer > f_br
+    assert f_fdmer > f_br + 0.05
