@@ -78,7 +78,11 @@ def main() -> None:
                    "--warmup", str(args.warmup)] + (["--preset", args.preset] if args.preset else [])
             proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
             if proc.returncode != 0:
-                rows.append([m, d, "failed: " + (proc.stderr.strip().splitlines() or ["?"])[-1][:60]] + [""] * 8)
+                # A SIGKILL with nothing on stderr is, in practice, the kernel's out-of-memory killer.
+                why = (proc.stderr.strip().splitlines() or [""])[-1][:60] or (
+                    "killed (out of memory?)" if proc.returncode == -9 else f"exit {proc.returncode}")
+                rows.append([m, d, "failed: " + why] + [""] * 8)
+                print(" | ".join(map(str, rows[-1][:3])), file=sys.stderr, flush=True)
                 continue
             r = json.loads(proc.stdout.strip().splitlines()[-1])
             rows.append([m, d, r["device"], r["dtype"], r["batch"], f"{r['params']:,}",
