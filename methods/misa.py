@@ -132,9 +132,17 @@ step does not shrink with a consistent gradient's scale), lr 1e-4 and 3e-4
 (slower: the spread halves per epoch), and the paper config itself. With the
 auxiliary weights at 0 the same network passes BR (micro-F1 0.556 vs 0.534
 after 7 epochs). So on the twins MISA predicts the label priors: an open
-problem, recorded as a strict xfail in tests/methods/test_misa.py. Whether the
-twin (evidence at three single steps, no temporal correlation) or the
-objective is the one to change is not settled.
+problem, recorded as a strict xfail in tests/methods/test_misa.py. Further
+measurements point at the objective rather than the twin: L_diff alone
+(weight 0.3, lr 1e-3) collapses u_m within one epoch — with the row norm
+detached (the authors' DiffLoss) the gradient of the normalised loss has a
+component that shrinks the centred vectors, growing as 1/‖row‖, a runaway;
+with the norm attached the collapse under L_sim + L_recon is slower but
+still wins within 6 epochs; and on a twin variant with evidence at 15 of 50
+steps (where the network without auxiliary losses reaches micro-F1 0.76)
+full MISA still collapses. Our guess, not yet tested: the paper's weights
+were tuned against an MSE sentiment loss, whose gradients are much larger
+than a 6-label mean BCE's.
 
 Ablations (the paper's ablation study: removing a modality or a loss; and
 the code's alternative similarity loss): ``modalities`` (e.g. ``[audio,

@@ -270,7 +270,7 @@ def test_end_to_end_run(tmp_path):
 # -- (d) slow: beats BR on the aligned twin -------------------------------------------------------
 # Measured (2-core CPU, scale 0.2): MISA 0.4503 vs BR 0.5339 — it FAILS, a known open problem, kept
 # as a strict xfail so that a fix shows up as XPASS. The utterance vectors collapse (spread over the
-# batch → 0) within the first epochs under each auxiliary loss alone (L_sim, L_recon) at every lr
+# batch → 0) within the first epochs under each auxiliary loss alone (L_diff, L_sim, L_recon) at every lr
 # tried (1e-4 … 1e-3, the paper config too), before the LSTMs' final states pick up the twin's
 # evidence at three single steps; with all auxiliary weights at 0 the same network passes BR
 # (0.556 after 7 epochs). See methods/misa.py, "Known behaviour".
