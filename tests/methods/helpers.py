@@ -49,5 +49,18 @@ def tiny_batch(spec: DatasetSpec, batch_size: int = 3, seed: int = 0) -> Batch:
     return Batch(inputs=inputs, masks=masks, labels=labels, index=torch.arange(batch_size))
 
 
+def assert_padding_ignored(model: torch.nn.Module, spec: DatasetSpec, atol: float = 1e-5) -> None:
+    """Padded steps (mask False) filled with large noise leave the eval-mode scores unchanged."""
+    model.eval()
+    batch = tiny_batch(spec)
+    with torch.no_grad():
+        before = model(batch).scores
+        for m in batch.inputs:
+            pad = ~batch.masks[m]
+            batch.inputs[m][pad] = torch.randn(int(pad.sum()), batch.inputs[m].shape[-1]) * 5
+        after = model(batch).scores
+    assert torch.allclose(before, after, atol=atol)
+
+
 def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
