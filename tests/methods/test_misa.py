@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
+import textwrap
 from dataclasses import replace
 
 import pytest
@@ -326,6 +329,30 @@ def test_end_to_end_run(tmp_path):
     m = json.loads((res.folder / "metrics.json").read_text())
     assert 0.0 <= m["test"]["micro_f1"] <= 1.0
 
+
+
+def test_resume_after_kill_inside_the_warmup_continues_it(tmp_path):
+    # Killed after epoch 0 of a 1-epoch warm-up: the resumed run must add the auxiliary losses in
+    # epoch 1 exactly as an uninterrupted run does (the step count comes back from the checkpoint).
+    common = dict(method="misa", dataset=ALIGNED, preset="small", epochs=2, scale=0.01, device="cpu",
+                  overrides=("aux_warmup=1",), progress=False, data_dir=str(tmp_path / "data"))
+    script = textwrap.dedent(f"""
+        import os
+        from mmerbench.runner import RunRequest, run
+        def kill(epoch, record):
+            if epoch == 0:
+                os._exit(137)
+        run(RunRequest(runs_dir={str(tmp_path / "killed")!r}, **{common!r}), on_epoch_end=kill)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 137, proc.stderr
+    (resumed,) = run(RunRequest(runs_dir=str(tmp_path / "killed"), **common))
+    (clean,) = run(RunRequest(runs_dir=str(tmp_path / "clean"), **common))
+    assert resumed.status == "resumed" and resumed.metrics == clean.metrics
+    hist = [json.loads((r.folder / "history.json").read_text()) for r in (resumed, clean)]
+    assert [h["train_loss"] for h in hist[0]] == [h["train_loss"] for h in hist[1]]
+    first, second = hist[1][0]["train_loss"], hist[1][1]["train_loss"]
+    assert first["total"] == pytest.approx(first["task"]) and second["total"] > second["task"]
 
 # -- (d) slow: beats BR on the aligned twin -------------------------------------------------------
 # The small preset (12 epochs, the first 4 on the task alone, scale 0.2) on this 2-core CPU, about a
