@@ -3,6 +3,7 @@
     python benchmarks/bench_throughput.py                          # every method, both MOSEI twins, this device
     python benchmarks/bench_throughput.py --methods tailor mult --datasets synth-mosei-aligned --steps 5
     python benchmarks/bench_throughput.py --preset small           # the CPU presets instead of the paper configs
+    python benchmarks/bench_throughput.py --methods hhmpn --set checkpoint_layers=true   # any config override
 
 A thin loop over :func:`mmerbench.profile.profile` (the code behind
 ``mmerbench profile``; nothing is written to the run store): batches have the
@@ -26,11 +27,13 @@ import subprocess
 import sys
 
 
-def _one(method: str, dataset: str, device: str, steps: int, warmup: int, preset: str | None) -> dict:
+def _one(method: str, dataset: str, device: str, steps: int, warmup: int, preset: str | None,
+         overrides: tuple[str, ...] = ()) -> dict:
     from mmerbench.profile import ProfileRequest, profile
 
-    res = profile(ProfileRequest(method=method, dataset=dataset, preset=preset, device=device, batch_sizes=(),
-                                 warmup=warmup, train_steps=steps, latency_iters=10, max_seconds=1e9, write=False))
+    res = profile(ProfileRequest(method=method, dataset=dataset, preset=preset, overrides=overrides, device=device,
+                                 batch_sizes=(), warmup=warmup, train_steps=steps, latency_iters=10,
+                                 max_seconds=1e9, write=False))
     rec, m = res.record, res.record["metrics"]
     where = rec["device_name"] if rec["device"] == "cuda" else f"cpu ({rec['threads']} threads)"
     peak = m.get("peak_memory_mb_train", m["peak_rss_mb_process"]) / 1024
@@ -57,11 +60,13 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--preset", default=None)
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="a config override, as `mmerbench run --set` (repeatable)")
     ap.add_argument("--one", nargs=2, metavar=("METHOD", "DATASET"), help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     if args.one:
-        print(json.dumps(_one(*args.one, args.device, args.steps, args.warmup, args.preset)))
+        print(json.dumps(_one(*args.one, args.device, args.steps, args.warmup, args.preset, tuple(args.overrides))))
         return
 
     from tabulate import tabulate
@@ -76,6 +81,7 @@ def main() -> None:
                 continue
             cmd = [sys.executable, __file__, "--one", m, d, "--device", args.device, "--steps", str(args.steps),
                    "--warmup", str(args.warmup)] + (["--preset", args.preset] if args.preset else [])
+            cmd += [a for o in args.overrides for a in ("--set", o)]
             proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
             if proc.returncode != 0:
                 # A SIGKILL with nothing on stderr is, in practice, the kernel's out-of-memory killer.

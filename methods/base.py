@@ -125,6 +125,17 @@ class Method(nn.Module, metaclass=ABCMeta):  # ABCMeta: forward is abstract
         return parts
 
 
+def set_layer_checkpointing(model: nn.Module, on: bool) -> int:
+    """Turn activation checkpointing of every shared ``TransformerLayer`` in `model` on or off (the
+    config's ``checkpoint_layers``: a memory/compute trade, not a model change); returns how many."""
+    from mmerbench.methods._layers import TransformerLayer
+
+    layers = [m for m in model.modules() if isinstance(m, TransformerLayer)]
+    for layer in layers:
+        layer.checkpoint = bool(on)
+    return len(layers)
+
+
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean over real time steps: x [B, L, D], mask [B, L] → [B, D] (0 where a sample has none)."""
     m = mask.unsqueeze(-1).to(x.dtype)

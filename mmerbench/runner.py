@@ -274,7 +274,16 @@ def run_seed(
     if prep.cls.kind == "sklearn":
         metrics, status = _run_sklearn(prep, dataset, seed, folder), "ran"
     else:
-        metrics, status = _run_torch(prep, dataset, seed, folder, device, on_epoch_end)
+        import torch
+
+        try:
+            metrics, status = _run_torch(prep, dataset, seed, folder, device, on_epoch_end)
+        except torch.OutOfMemoryError as exc:  # CUDA; a CPU run out of memory is killed by the kernel instead
+            p = prep.config["params"]
+            hint = "" if p.get("checkpoint_layers", True) else "--set checkpoint_layers=true (same numbers) or "
+            raise MmerbenchError(
+                f"{prep.request.method!r} ran out of {device} memory at batch size {p.get('batch_size')}; "
+                f"try {hint}a smaller --set batch_size. Finished epochs are kept in {folder} and resume.") from exc
     return SeedResult(seed, folder, status, metrics, time.perf_counter() - t0)
 
 
@@ -337,6 +346,7 @@ def _run_torch(prep, dataset, seed, folder, device, on_epoch_end):
     import torch
 
     from mmerbench.data.batching import DeviceSplit
+    from mmerbench.methods.base import set_layer_checkpointing
 
     deterministic_mode(device)
     spec = dataset.spec
@@ -358,6 +368,7 @@ def _run_torch(prep, dataset, seed, folder, device, on_epoch_end):
 
     torch.manual_seed(seed)
     model = prep.cls(spec, **p)
+    set_layer_checkpointing(model, bool(p.get("checkpoint_layers", False)))  # memory, not the model
     model.setup(dataset["train"])
     model = model.to(device)
     setup = model.configure_optimizer(data["train"].num_batches(batch_size), epochs)
