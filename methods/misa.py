@@ -71,7 +71,8 @@ Choices the paper (or its code) leaves open, made here and named:
 5. **Difference loss scale.** The paper writes ‖H_cᵀ H_p‖_F²; the authors'
    ``DiffLoss`` takes the *mean* of the squared entries (‖·‖_F² / d_h²) after
    centring each feature over the batch and L2-normalising each row (+ 1e-6).
-   We follow the code's scale: β = 0.3 was tuned for it. (Its row norm: 15.)
+   We follow the code's scale: β = 0.3 was tuned for it. (The row norm's
+   gradient: choice 15.)
 6. **CMD at a zero difference.** The authors' ``sum(·)**0.5`` has an infinite
    gradient when two moments coincide exactly (e.g. a batch of one sample:
    all centred moments are 0), giving NaN. We use ``linalg.vector_norm``,
@@ -124,10 +125,10 @@ Choices the paper (or its code) leaves open, made here and named:
     theorem: L_diff is quadratic in the normalised rows), so each step
     shortens the rows, and as the gradient scales with 1/‖a_i‖, faster as they
     get shorter — the private and shared vectors, and through them u_m, stop
-    varying over the batch. ``attached``
-    (default) keeps the norm in the graph: the loss is then scale-free per row
-    and its gradient only turns the rows, which is what an orthogonality
-    constraint asks for. ``detached`` is the authors' code.
+    varying over the batch. ``attached`` (default) keeps the norm in the
+    graph: the loss is then scale-free per row and its gradient only turns the
+    rows, which is what an orthogonality constraint asks for. ``detached`` is
+    the authors' code.
 16. **Gradient through L_recon's target** (``recon_target``). The paper adds
     L_recon so that the private and shared vectors keep the details of u_m
     (§3.5: it guards against trivial representations). The authors do not
@@ -142,10 +143,11 @@ Choices the paper (or its code) leaves open, made here and named:
 
 Measured on the synthetic twins (synth-mosei-aligned, scale 0.2, seed 1, lr
 1e-3 unless noted, hidden 32–64, LSTM 16–32; BR: 0.534 test micro-F1). The
-twins hide each label's evidence at three time steps, which the utterance LSTMs' final states
-pick up only after a few epochs; until then the task gradient into u_m is
-weak and every auxiliary loss is lowered by u_m that do not vary over the
-batch (their spread falls from ~0.8 to ~0, ReLUs of the projection die).
+twins hide each label's evidence at three time steps, which the utterance
+LSTMs' final states pick up only after a few epochs; until then the task
+gradient into u_m is weak and every auxiliary loss is lowered by u_m that do
+not vary over the batch (their spread falls from ~0.8 to ~0, ReLUs of the
+projection die).
 
 * Authors' gradient flow (choices 15, 16 as their code), no warm-up: u_m
   collapses within the first epochs under L_diff alone, L_sim alone or
@@ -545,7 +547,7 @@ class MISA(Method):
             total = total + w["similarity"] * sim
         if self.weights["reconstruction"]:
             target = {m: a[f"utterance.{m}"].float() for m in mods}
-            if self.detach_recon_target:
+            if self.detach_recon_target:  # the paper's fixed target (choice 16)
                 target = {m: t.detach() for m, t in target.items()}
             parts["reconstruction"] = sum(F.mse_loss(a[f"recon.{m}"].float(), target[m]) for m in mods) / len(mods)
             total = total + w["reconstruction"] * parts["reconstruction"]
