@@ -517,9 +517,12 @@ class MISA(Method):
         with torch.autocast(device_type=out.scores.device.type, enabled=False):  # float32 objective
             return self._loss(batch, out)
 
-    def aux_scale(self) -> float:
-        """0 during the ``aux_warmup`` epochs (the auxiliary parts are logged, not optimised), then 1."""
-        return 0.0 if int(self.aux_steps) < self._warmup_steps else 1.0
+    def aux_scale(self) -> float | torch.Tensor:
+        """0 during the ``aux_warmup`` epochs (the auxiliary parts are logged, not optimised), then 1;
+        a tensor on the buffer's device while a warm-up is configured (no host sync per step)."""
+        if not self._warmup_steps:
+            return 1.0
+        return (self.aux_steps >= self._warmup_steps).float()
 
     def _loss(self, batch: Batch, out: Output) -> LossParts:
         a, mods = out.aux, self.modalities
