@@ -61,7 +61,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--preset", default=None)
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="a config override, as `mmerbench run --set` (repeatable)")
+                    help="a config override, as `mmerbench run --set` (repeatable); a method whose config "
+                         "lacks the key shows as failed, so name --methods with it")
     ap.add_argument("--one", nargs=2, metavar=("METHOD", "DATASET"), help=argparse.SUPPRESS)
     args = ap.parse_args()
 

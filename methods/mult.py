@@ -113,9 +113,9 @@ class _CrossmodalLayer(TransformerLayer):
     def __init__(self, d_model: int, heads: int, d_ff: int, **kw: Any) -> None:
         super().__init__(d_model, heads, d_ff, cross=False, norm_first=True, **kw)
 
-    def forward(self, x: torch.Tensor, kv: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
-        assert kv is not None
-        return super().forward(x, self.norm_attn(kv), mask)
+    def _layer(self, x: torch.Tensor, kv: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor:
+        assert kv is not None  # normalised here, inside the layer, so `checkpoint_layers` recomputes it too
+        return super()._layer(x, self.norm_attn(kv), mask)
 
 
 class _Encoder(nn.Module):

@@ -473,7 +473,9 @@ def _profile_torch(prep, req: ProfileRequest, device: str, dtype: str, memory: P
     model.eval()
 
     def forward():
-        with autocast():
+        # No backward follows, so autograd keeps nothing (a graph at the training batch size can
+        # exceed the memory a checkpointed training step needs).
+        with autocast(), torch.autograd.graph.saved_tensors_hooks(lambda t: None, _never_unpacked):
             model.probabilities(model(train_batch))
 
     out["flops_per_sample"] = count_flops(forward) / bs
@@ -484,6 +486,10 @@ def _profile_torch(prep, req: ProfileRequest, device: str, dtype: str, memory: P
         for b in sorted({int(x) for x in req.batch_sizes}):
             out[f"tflops_per_s_infer_bs{b}"] = out["flops_per_sample"] * out[f"infer_samples_per_s_bs{b}"] / 1e12
     return out, iters
+
+
+def _never_unpacked(_: Any) -> Any:
+    raise RuntimeError("the FLOP-counting forward has no backward")
 
 
 def _fitted_size(obj: Any, seen: set[int] | None = None) -> int:

@@ -280,10 +280,10 @@ def run_seed(
             metrics, status = _run_torch(prep, dataset, seed, folder, device, on_epoch_end)
         except torch.OutOfMemoryError as exc:  # CUDA; a CPU run out of memory is killed by the kernel instead
             p = prep.config["params"]
-            hint = "" if p.get("checkpoint_layers", True) else "--set checkpoint_layers=true (same numbers) or "
+            hint = "" if p.get("checkpoint_layers", True) else "--set checkpoint_layers=true (training; same numbers) or "
             raise MmerbenchError(
                 f"{prep.request.method!r} ran out of {device} memory at batch size {p.get('batch_size')}; "
-                f"try {hint}a smaller --set batch_size. Finished epochs are kept in {folder} and resume.") from exc
+                f"try {hint}a smaller --set batch_size.") from exc
     return SeedResult(seed, folder, status, metrics, time.perf_counter() - t0)
 
 

@@ -99,8 +99,10 @@ def _hostile_doc() -> Document:
     t = Table(id="hostile", title=HOSTILE[0], columns=cols, rows=rows, caption=HOSTILE[4], footnotes=HOSTILE,
               labels=[HOSTILE[0], HOSTILE[6]])
     mark_best(t)
+    # A fixed timestamp: the page prints it, and a clock reading with "49" in it would trip the
+    # template-evaluation check below.
     return Document(title=HOSTILE[0], sections=[Section(title=HOSTILE[3], tables=[t], intro=[HOSTILE[5]])],
-                    intro=HOSTILE)
+                    intro=HOSTILE, generated="2026-01-01T00:00:00+00:00")
 
 
 class _Tags(HTMLParser):

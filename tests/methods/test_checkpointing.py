@@ -58,13 +58,21 @@ def test_checkpointing_stores_fewer_activations():
     assert saved_bytes(True) < saved_bytes(False) / 4
 
 
-def test_eval_and_no_grad_skip_the_checkpoint():
+def test_eval_and_no_grad_skip_the_checkpoint(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("checkpointed outside training with autograd")
+
+    monkeypatch.setattr(torch.utils.checkpoint, "checkpoint", refuse)
     layer = TransformerLayer(16, 2, 32)
     layer.checkpoint = True
-    x = torch.randn(2, 5, 16)
+    x = torch.randn(2, 5, 16, requires_grad=True)
     layer.eval()
+    layer(x)  # eval, autograd on
+    layer.train()
     with torch.no_grad():
-        torch.testing.assert_close(layer(x), layer._layer(x, None, None))
+        layer(x)  # training mode, no autograd
+    with pytest.raises(AssertionError, match="checkpointed"):
+        layer(x)  # training with autograd: the one case that checkpoints
 
 
 def test_run_with_checkpoint_layers_matches_the_plain_run(tmp_path):
