@@ -65,7 +65,7 @@ def measure(method: str, dataset: str, device: str, scale: float, repeats: int, 
     mods = p.get("modalities") or list(prep.spec.modalities)
     train = DeviceSplit(prep.spec, data["train"], device, mods)
     torch.manual_seed(0)
-    model = prep.cls(prep.spec, **p)
+    model = runner.build_model(prep, prep.spec)
     model.setup(data["train"])
     model = model.to(device)
     setup = model.configure_optimizer(train.num_batches(bs), int(p["epochs"]))

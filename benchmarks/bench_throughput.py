@@ -60,9 +60,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--preset", default=None)
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="a config override, as `mmerbench run --set` (repeatable); a method whose config "
-                         "lacks the key shows as failed, so name --methods with it")
+    ap.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="config overrides, as in bench_harness_overhead.py; a method whose config "
+                         "lacks a key shows as failed, so name --methods with them")
     ap.add_argument("--one", nargs=2, metavar=("METHOD", "DATASET"), help=argparse.SUPPRESS)
     args = ap.parse_args()
 
@@ -82,7 +82,7 @@ def main() -> None:
                 continue
             cmd = [sys.executable, __file__, "--one", m, d, "--device", args.device, "--steps", str(args.steps),
                    "--warmup", str(args.warmup)] + (["--preset", args.preset] if args.preset else [])
-            cmd += [a for o in args.overrides for a in ("--set", o)]
+            cmd += ["--set", *args.overrides] if args.overrides else []
             proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
             if proc.returncode != 0:
                 # A SIGKILL with nothing on stderr is, in practice, the kernel's out-of-memory killer.

@@ -376,12 +376,11 @@ class ReloadBestOnPlateau(torch.optim.lr_scheduler.ReduceLROnPlateau):
                 self.trials_left -= 1
                 self.patience_left = self.patience
                 if self.snapshot is not None:
-                    steps = getattr(self.model, "aux_steps", None)
-                    steps = None if steps is None else steps.clone()
-                    self.model.load_state_dict(self.snapshot["model"])
+                    state = dict(self.snapshot["model"])
+                    if "aux_steps" in state:  # the step count goes on: a reload does not restart a warm-up
+                        state["aux_steps"] = self.model.aux_steps.clone()
+                    self.model.load_state_dict(state)
                     self.optimizer.load_state_dict(self.snapshot["optimizer"])
-                    if steps is not None:  # the step count goes on: a reload does not restart a warm-up
-                        self.model.aux_steps.copy_(steps)
                 for group in self.optimizer.param_groups:
                     group["lr"] = group["lr"] * self.factor
                 if self.trials_left <= 0:

@@ -410,8 +410,6 @@ def _phase(memory: PeakMemory, out: dict[str, Any], name: str, run: Callable[[],
 def _profile_torch(prep, req: ProfileRequest, device: str, dtype: str, memory: PeakMemory):
     import torch
 
-    from mmerbench.methods.base import set_layer_checkpointing
-
     spec, p = prep.spec, prep.config["params"]
     bs = int(p["batch_size"])
     mods = p.get("modalities") or list(spec.modalities)
@@ -419,8 +417,7 @@ def _profile_torch(prep, req: ProfileRequest, device: str, dtype: str, memory: P
     clock = Clock(device)
 
     torch.manual_seed(0)
-    model = prep.cls(spec, **p)
-    set_layer_checkpointing(model, bool(p.get("checkpoint_layers", False)))  # memory, not the model
+    model = runner.build_model(prep, spec)
     model.setup(random_split(spec, max(bs, 64), seed=1, modalities=mods))
     model = model.to(device)
     setup = model.configure_optimizer(-(-int(spec.splits["train"]) // bs), int(p.get("epochs", 1)))

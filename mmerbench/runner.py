@@ -280,7 +280,8 @@ def run_seed(
             metrics, status = _run_torch(prep, dataset, seed, folder, device, on_epoch_end)
         except torch.OutOfMemoryError as exc:  # CUDA; a CPU run out of memory is killed by the kernel instead
             p = prep.config["params"]
-            hint = "" if p.get("checkpoint_layers", True) else "--set checkpoint_layers=true (training; same numbers) or "
+            hint = "" if p.get("checkpoint_layers", True) else (
+                "--set checkpoint_layers=true (training; same numbers) or ")
             raise MmerbenchError(
                 f"{prep.request.method!r} ran out of {device} memory at batch size {p.get('batch_size')}; "
                 f"try {hint}a smaller --set batch_size.") from exc
@@ -346,7 +347,6 @@ def _run_torch(prep, dataset, seed, folder, device, on_epoch_end):
     import torch
 
     from mmerbench.data.batching import DeviceSplit
-    from mmerbench.methods.base import set_layer_checkpointing
 
     deterministic_mode(device)
     spec = dataset.spec
@@ -367,8 +367,7 @@ def _run_torch(prep, dataset, seed, folder, device, on_epoch_end):
     data = {s: DeviceSplit(spec, dataset[s], device, mods) for s in ("train", "valid", "test")}
 
     torch.manual_seed(seed)
-    model = prep.cls(spec, **p)
-    set_layer_checkpointing(model, bool(p.get("checkpoint_layers", False)))  # memory, not the model
+    model = build_model(prep, spec)
     model.setup(dataset["train"])
     model = model.to(device)
     setup = model.configure_optimizer(data["train"].num_batches(batch_size), epochs)
@@ -440,6 +439,17 @@ def _run_torch(prep, dataset, seed, folder, device, on_epoch_end):
     metrics = _finish(folder, spec, dataset, scores, threshold, score_name)
     (folder / CHECKPOINT).unlink(missing_ok=True)  # the run is complete; model.pt keeps the selected weights
     return metrics, status
+
+
+def build_model(prep: Prepared, spec: DatasetSpec):
+    """The method's model at the prepared config, with its memory switch (``checkpoint_layers``:
+    recompute the shared transformer layers in the backward pass) applied; not yet set up or moved."""
+    from mmerbench.methods.base import set_layer_checkpointing
+
+    p = prep.config["params"]
+    model = prep.cls(spec, **p)
+    set_layer_checkpointing(model, bool(p.get("checkpoint_layers", False)))
+    return model
 
 
 def autocast_factory(device: str, amp: bool):
