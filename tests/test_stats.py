@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from scipy import stats as st
 
 from mmerbench import metrics, results, stats
+from mmerbench.stats import counts as stats_counts, ranks as stats_ranks, seeds as stats_seeds
 from mmerbench.cli import cli
 from mmerbench.errors import DataError, MmerbenchError, UnknownNameError
 
@@ -81,7 +82,7 @@ def test_count_path_equals_metrics_module_on_resamples(task):
     keys = list(metrics.compute(task, y_true=y, y_score=s, threshold=0.5, labels=labels))
     assert len(keys) >= 2
     for key in keys:
-        got = stats._metric_on_counts(task, key, y, s, counts, threshold=0.5, labels=labels)
+        got = stats_counts._metric_on_counts(task, key, y, s, counts, threshold=0.5, labels=labels)
         for r, w in enumerate(counts):
             sel = np.repeat(np.arange(n), w)
             want = metrics.compute(task, y_true=y[sel], y_score=s[sel], threshold=0.5, labels=labels)[key]
@@ -93,7 +94,7 @@ def test_count_path_on_a_mosei_size_split():
     rng = np.random.default_rng(0)
     counts = np.stack([np.bincount(rng.integers(0, 4659, 4659), minlength=4659) for _ in range(3)])
     for key in ("micro_f1", "acc", "macro_f1", "hamming_loss"):
-        got = stats._metric_on_counts("multilabel", key, y, a, counts)
+        got = stats_counts._metric_on_counts("multilabel", key, y, a, counts)
         for r, w in enumerate(counts):
             sel = np.repeat(np.arange(4659), w)
             assert abs(got[r] - metrics.multilabel(y_true=y[sel], y_score=a[sel])[key]) <= 1e-12
@@ -165,19 +166,19 @@ def _riemann_violation_ratio(a, b, steps=200_000):
 
 def test_violation_ratio_hand_cases():
     # a = (2, 3), b = (0, 4): B − A is −2 on (0, ½], +1 on (½, 1] → ε = (½·1) / (½·4 + ½·1) = 0.2
-    assert stats._violation_ratios(np.array([[2.0, 3.0]]), np.array([[0.0, 4.0]]))[0] == pytest.approx(0.2)
+    assert stats_seeds._violation_ratios(np.array([[2.0, 3.0]]), np.array([[0.0, 4.0]]))[0] == pytest.approx(0.2)
     # a = (1, 2, 3), b = (0, 5): pieces (0,⅓] −1, (⅓,½] −2, (½,⅔] +3, (⅔,1] +2 → ε = (9/6 + 4/3) / (1/3 + 4/6 + 9/6 + 4/3) = 17/23
-    got = stats._violation_ratios(np.array([[1.0, 2.0, 3.0]]), np.array([[0.0, 5.0]]))[0]
+    got = stats_seeds._violation_ratios(np.array([[1.0, 2.0, 3.0]]), np.array([[0.0, 5.0]]))[0]
     assert got == pytest.approx(17 / 23, abs=1e-15)
     # identical samples: W2 = 0, ε = ½
-    assert stats._violation_ratios(np.array([[1.0, 2.0]]), np.array([[1.0, 2.0]]))[0] == 0.5
+    assert stats_seeds._violation_ratios(np.array([[1.0, 2.0]]), np.array([[1.0, 2.0]]))[0] == 0.5
 
 
 def test_violation_ratio_is_the_limit_of_the_riemann_sum():
     rng = np.random.default_rng(4)
     for n, m in ((5, 5), (5, 7), (3, 8)):
         a, b = rng.normal(0, 1, n), rng.normal(0.3, 1, m)
-        exact = stats._violation_ratios(np.sort(a)[None], np.sort(b)[None])[0]
+        exact = stats_seeds._violation_ratios(np.sort(a)[None], np.sort(b)[None])[0]
         assert exact == pytest.approx(_riemann_violation_ratio(a, b), abs=1e-3)
 
 
@@ -302,7 +303,7 @@ DEMSAR_Q = {
 def test_nemenyi_critical_difference_matches_demsar():
     for alpha, qs in DEMSAR_Q.items():
         for k, q in zip(range(2, 11), qs):
-            assert stats._q_alpha(k, alpha) == pytest.approx(q, abs=1.5e-3)
+            assert stats_ranks._q_alpha(k, alpha) == pytest.approx(q, abs=1.5e-3)
     # Demšar's worked example: k = 4 classifiers, N = 14 data sets, α = 0.05 → CD = 1.25
     cd = stats.critical_difference(4, 14, 0.05)
     assert cd == pytest.approx(2.569 * math.sqrt(4 * 5 / (6 * 14)), abs=1e-3)
@@ -326,8 +327,8 @@ def test_nemenyi_pairs_and_cliques():
             assert res.p_values[x][y] == res.p_values[y][x]
     assert {("a", "c"), ("a", "d"), ("b", "c"), ("b", "d")} <= set(res.significant)
     assert set(map(frozenset, res.cliques)) == {frozenset("ab"), frozenset("cd")}
-    assert stats._cliques(["p", "q", "r"], [1.0, 1.4, 1.9], cd=1.0) == (("p", "q", "r"),)
-    assert stats._cliques(["p", "q", "r"], [1.0, 2.0, 3.0], cd=1.0) == ()
+    assert stats_ranks._cliques(["p", "q", "r"], [1.0, 1.4, 1.9], cd=1.0) == (("p", "q", "r"),)
+    assert stats_ranks._cliques(["p", "q", "r"], [1.0, 2.0, 3.0], cd=1.0) == ()
 
 
 def test_cd_diagram_writes_svg_and_png(tmp_path):
