@@ -47,10 +47,12 @@ from mmerbench.stats.ranks import critical_difference, friedman, holm, nemenyi
 from mmerbench.stats.samples import paired_bootstrap, permutation_test
 from mmerbench.stats.seeds import aso, welch
 from mmerbench.stats.store import RunGroup, find_runs
+from mmerbench.stats.two_level import metric_interval, two_level_bootstrap
 from mmerbench.stats.verdicts import (
     A_BETTER,
     B_BETTER,
     NO_DIFFERENCE,
+    NOT_APPLICABLE,
     ComparisonResult,
     FriedmanResult,
     HolmResult,
@@ -61,6 +63,7 @@ from mmerbench.stats.verdicts import (
 __all__ = [
     "A_BETTER",
     "B_BETTER",
+    "NOT_APPLICABLE",
     "NO_DIFFERENCE",
     "SAMPLE_TESTS",
     "SEED_TESTS",
@@ -80,8 +83,10 @@ __all__ = [
     "format_comparison",
     "friedman",
     "holm",
+    "metric_interval",
     "nemenyi",
     "paired_bootstrap",
     "permutation_test",
+    "two_level_bootstrap",
     "welch",
 ]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import numpy as np
 
 from mmerbench.stats.checks import _check_alpha, _check_count, _check_seed, _verdict
 from mmerbench.stats.counts import _CHUNK_ELEMENTS, _Paired, _one_blas_thread, _tie_tol
-from mmerbench.stats.verdicts import ComparisonResult, StatsError
+from mmerbench.stats.verdicts import ComparisonResult, StatsError, not_applicable
+
 
 def paired_bootstrap(
     y_true: Any,
@@ -58,15 +60,41 @@ def paired_bootstrap(
     n_resamples = _check_count(n_resamples, "n_resamples", 1)
     seed = _check_seed(seed)
     pt = _Paired(task, metric, y_true, score_a, score_b, threshold, labels)
+    why = _too_few_samples(pt)
+    if why:
+        return not_applicable("bootstrap", why, n=pt.n, alpha=alpha, metric=metric, higher_is_better=pt.hib,
+                              details=_sides(pt))
+    deltas = np.empty(n_resamples)
+    for done, _, vals in resampled_values(pt, n_resamples, np.random.default_rng(seed)):
+        deltas[done:done + len(vals)] = pt.delta(vals)
+    return bootstrap_result("bootstrap", pt, deltas, alpha=alpha, metric=metric,
+                            details={"n_resamples": n_resamples, "seed": seed})
+
+
+def _sides(pt: _Paired) -> dict[str, Any]:
+    return {"mean_a": float(np.mean(pt.ref_a)), "mean_b": float(np.mean(pt.ref_b)),
+            "seeds_a": pt.n_a, "seeds_b": pt.n_b, "n_a": pt.n, "n_b": pt.n}
+
+
+def _too_few_samples(pt: _Paired) -> str | None:
+    if pt.n < 2:
+        return f"{pt.n} test sample; a test over samples needs at least 2"
+    return None
+
+
+def resampled_values(pt: _Paired, n_resamples: int, rng: np.random.Generator):
+    """Chunks of sample resamples: ``(first row, sample indices [r, N], metric per system [r, S])``.
+
+    Every per-sample test that bootstraps draws its resamples here, in the
+    same order from ``rng``, so that one seed gives one set of resamples.
+    Samples with identical counts in every system are merged first (exact:
+    drawing either is the same draw for every metric), so a resample is a
+    bincount over "sample types" and one matrix product.
+    """
     feats = np.hstack(pt.counted.features)  # [N, S·k]
     uniq, inverse = np.unique(feats, axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
     types = len(uniq)
-    base = pt.values(feats.sum(axis=0, keepdims=True))[0]
-    observed = float(pt.delta(base)[0])  # the count path's Δ; ties are judged on this scale
-
-    rng = np.random.default_rng(seed)
-    deltas = np.empty(n_resamples)
     chunk = max(1, min(n_resamples, _CHUNK_ELEMENTS // pt.n))
     done = 0
     with _one_blas_thread():
@@ -79,20 +107,44 @@ def paired_bootstrap(
             vals, bad = pt.values(counts.astype(np.float64) @ uniq)
             for row, system in zip(*np.nonzero(bad)):
                 vals[row, system] = pt.exact(system, idx[row])
-            deltas[done:done + r] = pt.delta(vals)
+            yield done, idx, vals
             done += r
 
+
+def bootstrap_result(test: str, pt: _Paired, deltas: np.ndarray, *, alpha: float, metric: str,
+                     details: dict[str, Any], df: float = math.inf) -> ComparisonResult:
+    """The verdict of a bootstrap distribution ``deltas`` of Δ: two-sided p, percentile CI.
+
+    The p-value takes the shifted distribution Δ* − Δ as the null:
+    p = (1 + #{|Δ* − Δ| ≥ |Δ|}) / (B + 1). A distribution with no spread
+    while Δ ≠ 0 (every sample favours one side by the same amount, or too
+    few samples) measures no uncertainty at all: not applicable.
+
+    A finite ``df`` reads the result on a t scale: p becomes the t tail
+    (``df`` degrees of freedom) of the normal quantile of the bootstrap p,
+    and the interval's half-widths around Δ grow by t_df / z at 1 − α/2.
+    """
+    feats = np.hstack(pt.counted.features)
+    observed = float(pt.delta(pt.values(feats.sum(axis=0, keepdims=True))[0])[0])  # ties judged on this scale
     tol = _tie_tol(observed)
+    info = {**details, **_sides(pt)}
+    if np.ptp(deltas) <= tol and abs(observed) > tol:
+        return not_applicable(test, f"the resampled differences have no spread (every resample gives Δ = "
+                                    f"{observed:+.6g}), so they cannot weigh it; try --test permutation",
+                              n=pt.n, alpha=alpha, metric=metric, higher_is_better=pt.hib, details=info)
     extreme = int(np.count_nonzero(np.abs(deltas - observed) >= abs(observed) - tol))
-    p = (extreme + 1) / (n_resamples + 1)
+    p = (extreme + 1) / (len(deltas) + 1)
     lo, hi = np.quantile(deltas, [alpha / 2, 1 - alpha / 2])
+    if math.isfinite(df):
+        from scipy import stats as st
+
+        p = float(min(1.0, 2 * st.t.sf(st.norm.isf(p / 2), df)))
+        widen = float(st.t.isf(alpha / 2, df) / st.norm.isf(alpha / 2))
+        lo, hi = observed + (lo - observed) * widen, observed + (hi - observed) * widen
     return ComparisonResult(
-        test="bootstrap", statistic=pt.observed, p_value=float(p),
+        test=test, statistic=pt.observed, p_value=float(p),
         verdict=_verdict(p < alpha, pt.observed, pt.hib), n=pt.n, alpha=alpha, metric=metric,
-        higher_is_better=pt.hib,
-        details={"ci_low": float(lo), "ci_high": float(hi), "n_resamples": n_resamples, "seed": seed,
-                 "mean_a": float(np.mean(pt.ref_a)), "mean_b": float(np.mean(pt.ref_b)),
-                 "seeds_a": pt.n_a, "seeds_b": pt.n_b, "n_a": pt.n, "n_b": pt.n},
+        higher_is_better=pt.hib, details={"ci_low": float(lo), "ci_high": float(hi), **info},
     )
 
 
@@ -143,6 +195,10 @@ def permutation_test(
     n_permutations = _check_count(n_permutations, "n_permutations", 1)
     seed = _check_seed(seed)
     pt = _Paired(task, metric, y_true, score_a, score_b, threshold, labels)
+    why = _too_few_samples(pt)
+    if why:
+        return not_applicable("permutation", why, n=pt.n, alpha=alpha, metric=metric, higher_is_better=pt.hib,
+                              details=_sides(pt))
     if pt.n_a != pt.n_b:
         raise StatsError(f"The permutation test pairs seed s of A with seed s of B, but A has {pt.n_a} "
                          f"seed(s) and B has {pt.n_b}; pass the same number.")

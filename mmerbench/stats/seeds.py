@@ -11,7 +11,26 @@ from typing import Sequence
 import numpy as np
 
 from mmerbench.stats.checks import _check_alpha, _check_count, _check_seed, _direction, _expected, _values, _verdict
-from mmerbench.stats.verdicts import A_BETTER, B_BETTER, NO_DIFFERENCE, ComparisonResult
+from mmerbench.stats.verdicts import A_BETTER, B_BETTER, NO_DIFFERENCE, ComparisonResult, not_applicable
+
+
+def _degenerate(xa: np.ndarray, xb: np.ndarray) -> str | None:
+    """Why one value per seed cannot support a verdict on these inputs, or None when it can.
+
+    Fewer than 2 seeds gives no spread at all; zero spread across seeds (a
+    deterministic method, or identical runs) is not certainty: the test set
+    is a sample too, and only a test that resamples it can weigh the
+    difference (the two-level bootstrap).
+    """
+    few = [f"{side} has {len(x)} seed" for side, x in (("A", xa), ("B", xb)) if len(x) < 2]
+    if few:
+        return f"{' and '.join(few)}; a test over seeds needs at least 2 per side"
+    flat = [f"every seed of {side} scores {x[0]:.6g}" for side, x in (("A", xa), ("B", xb)) if np.ptp(x) == 0]
+    if flat:
+        return (f"no variance across seeds ({'; '.join(flat)}), and zero spread is not certainty: the test "
+                f"set is a sample too (the two-level bootstrap resamples it)")
+    return None
+
 
 def welch(
     a: Sequence[float],
@@ -29,36 +48,33 @@ def welch(
 
     The direction comes from ``metric`` (its metadata in
     :mod:`mmerbench.metrics`) or ``higher_is_better``; higher is better when
-    neither is given. Choices scipy leaves open: when both samples are
-    constant and equal, t is 0 and p is 1 (nothing tells them apart; scipy
-    returns NaN); when both are constant and differ, scipy's t = ±inf and
-    p = 0 are kept, with a note.
+    neither is given.
+
+    Not applicable (``verdict == NOT_APPLICABLE``, the reason in ``note``)
+    when a side has fewer than 2 seeds or zero variance: t is then 0/0 or
+    ±inf, and scipy's p = 0 for two different constants would call a tie
+    on a finite test set a certain win.
     """
     from scipy import stats as st
 
     alpha = _check_alpha(alpha)
     hib = _direction(metric, higher_is_better)
-    xa = _values(a, "a", 2, "seeds")
-    xb = _values(b, "b", 2, "seeds")
-    note = ""
-    const_a, const_b = bool((xa == xa[0]).all()), bool((xb == xb[0]).all())
-    if const_a and const_b and xa[0] == xb[0]:
-        t, p, df = 0.0, 1.0, float(len(xa) + len(xb) - 2)
-        note = "both samples are constant and equal"
-    else:
-        with warnings.catch_warnings():  # scipy warns on (near-)constant samples; the note says it
-            warnings.simplefilter("ignore", RuntimeWarning)
-            res = st.ttest_ind(xa, xb, equal_var=False)
-        t, p, df = float(res.statistic), float(res.pvalue), float(res.df)
-        if const_a and const_b:
-            note = "both samples have zero variance; their difference is taken as certain"
+    xa = _values(a, "a", 1, "seeds")
+    xb = _values(b, "b", 1, "seeds")
+    means = {"mean_a": float(xa.mean()), "mean_b": float(xb.mean()), "n_a": len(xa), "n_b": len(xb)}
+    why = _degenerate(xa, xb)
+    if why:
+        return not_applicable("welch", why, n=len(xa) + len(xb), alpha=alpha, metric=metric,
+                              higher_is_better=hib, details=means)
+    with warnings.catch_warnings():  # scipy warns on nearly constant samples
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = st.ttest_ind(xa, xb, equal_var=False)
+    t, p, df = float(res.statistic), float(res.pvalue), float(res.df)
     diff = float(xa.mean() - xb.mean())
     return ComparisonResult(
         test="welch", statistic=t, p_value=p, verdict=_verdict(p < alpha, diff, hib),
-        n=len(xa) + len(xb), alpha=alpha, metric=metric, higher_is_better=hib, note=note,
-        details={"df": df, "mean_a": float(xa.mean()), "mean_b": float(xb.mean()),
-                 "std_a": float(xa.std(ddof=1)), "std_b": float(xb.std(ddof=1)),
-                 "n_a": len(xa), "n_b": len(xb)},
+        n=len(xa) + len(xb), alpha=alpha, metric=metric, higher_is_better=hib,
+        details={"df": df, **means, "std_a": float(xa.std(ddof=1)), "std_b": float(xb.std(ddof=1))},
     )
 
 
@@ -145,7 +161,9 @@ def aso(
 
     The direction comes from ``metric`` or ``higher_is_better`` (default:
     higher is better); for a lower-is-better metric the scores are negated
-    first. Needs at least 2 scores per side.
+    first. Not applicable (the reason in ``note``) when a side has fewer
+    than 2 scores or zero variance: the bootstrap spread σ̂ is then 0 and
+    ε_min would be exactly 0 or 1, a "certain" verdict from no evidence.
     """
     from scipy import stats as st
 
@@ -156,8 +174,14 @@ def aso(
     seed = _check_seed(seed)
     n_bootstrap = _check_count(n_bootstrap, "n_bootstrap", 2)
     hib = _direction(metric, higher_is_better)
-    xa = _values(a, "a", 2, "seeds")
-    xb = _values(b, "b", 2, "seeds")
+    xa = _values(a, "a", 1, "seeds")
+    xb = _values(b, "b", 1, "seeds")
+    why = _degenerate(xa, xb)
+    if why:
+        return not_applicable("aso", why, n=len(xa) + len(xb), alpha=round(1 - float(confidence), 12),
+                              metric=metric, higher_is_better=hib,
+                              details={"tau": float(tau), "confidence": float(confidence), "n_a": len(xa),
+                                       "n_b": len(xb), "mean_a": float(xa.mean()), "mean_b": float(xb.mean())})
     sign = 1.0 if hib else -1.0
     fa, gb = np.sort(sign * xa), np.sort(sign * xb)
     n, m = len(fa), len(gb)

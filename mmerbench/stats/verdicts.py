@@ -14,6 +14,10 @@ from mmerbench.errors import MmerbenchError
 A_BETTER = "A better"
 B_BETTER = "B better"
 NO_DIFFERENCE = "no significant difference"
+# A test whose input cannot support any verdict (no variance, too few seeds or
+# samples): it says why in ``note`` and never declares a winner.
+NOT_APPLICABLE = "not applicable"
+
 
 class StatsError(MmerbenchError, ValueError):
     """Invalid input to a statistical test, said in one sentence."""
@@ -55,10 +59,14 @@ class ComparisonResult:
     the number of observations: seeds of A plus seeds of B for Welch and
     ASO, paired test samples for the per-sample tests (``details`` holds
     ``n_a`` / ``n_b`` and the rest: means, confidence interval, resamples).
+
+    A test whose input is degenerate (no variance across seeds, too few seeds
+    or samples) returns ``verdict == NOT_APPLICABLE`` with the reason in
+    ``note`` and no statistic or p-value: zero variance is not certainty.
     """
 
     test: str
-    statistic: float
+    statistic: float | None
     verdict: str
     n: int
     alpha: float
@@ -71,7 +79,11 @@ class ComparisonResult:
 
     @property
     def significant(self) -> bool:
-        return self.verdict != NO_DIFFERENCE
+        return self.verdict in (A_BETTER, B_BETTER)
+
+    @property
+    def applicable(self) -> bool:
+        return self.verdict != NOT_APPLICABLE
 
     @property
     def sign(self) -> int:
@@ -129,3 +141,11 @@ class NemenyiResult:
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(asdict(self))
+
+
+def not_applicable(test: str, why: str, *, n: int, alpha: float, metric: str | None, higher_is_better: bool,
+                   details: dict[str, Any] | None = None) -> ComparisonResult:
+    """The result of a test that cannot decide on this input, with the reason."""
+    return ComparisonResult(test=test, statistic=None, verdict=NOT_APPLICABLE, n=n, alpha=alpha, metric=metric,
+                            higher_is_better=higher_is_better, details=dict(details or {}),
+                            note=f"not applicable: {why}")
