@@ -232,17 +232,18 @@ def _write_or_print(doc, out: str, fmt: str, stem: str) -> None:
 @click.option("--format", "fmt", type=click.Choice(["md", "html", "json", "all"]), default="all", show_default=True)
 @click.option("--metric", "metrics", multiple=True, help="Metric columns (repeat or comma-separate); `all` = every metric; default: the task's headline metrics.")
 @click.option("--reference", default=None, metavar="METHOD[@HASH]", help="Mark rows significantly better (▲) / worse (▼) than this one, after Holm.")
-@click.option("--test", type=click.Choice(["welch", "aso", "bootstrap", "permutation"]), default="welch", show_default=True, help="Significance test for --reference.")
+@click.option("--test", type=click.Choice(["two-level", "welch", "aso", "bootstrap", "permutation"]), default="two-level", show_default=True, help="Significance test for --reference (two-level: seeds and test samples resampled together).")
+@click.option("--interval", type=click.Choice(["std", "ci"]), default="std", show_default=True, help="Cells: mean ± std over seeds, or mean [1 − alpha interval] from a two-level bootstrap of the stored predictions.")
 @click.option("--alpha", type=float, default=0.05, show_default=True, help="Family-wise significance level (Holm across each table's comparisons).")
 @click.option("--data", type=click.Choice(["real", "synthetic", "all"]), default="real", show_default=True, help="Real datasets, synthetic twins, or both (always in separate tables).")
 @click.option("--no-plots", is_flag=True, help="Leave the plots out of the HTML page.")
-def leaderboard(runs_dir, out, fmt, metrics, reference, test, alpha, data, no_plots):
+def leaderboard(runs_dir, out, fmt, metrics, reference, test, interval, alpha, data, no_plots):
     """Leaderboards from the run store: one table per dataset, as Markdown, HTML and JSON.
 
     \b
     Examples:
       mmerbench leaderboard --data synthetic
-      mmerbench leaderboard --reference br --test welch --metric micro_f1,acc
+      mmerbench leaderboard --reference br --metric micro_f1,acc --interval ci
       mmerbench leaderboard --format md --out -
     """
     from mmerbench.data import paths
@@ -250,7 +251,7 @@ def leaderboard(runs_dir, out, fmt, metrics, reference, test, alpha, data, no_pl
 
     keys = tuple(k.strip() for m in metrics for k in m.split(",") if k.strip())
     req = LeaderboardRequest(runs_dir=paths.runs_root(runs_dir), metrics=keys, data=data, reference=reference,
-                             test=test, alpha=alpha, plots=not no_plots)
+                             test=test, alpha=alpha, plots=not no_plots, interval=interval)
     stem = {"real": "leaderboard", "synthetic": "leaderboard-synthetic", "all": "leaderboard-all"}[data]
     _write_or_print(build(req), out, fmt, stem)
 
@@ -292,9 +293,10 @@ def table(ids, fmt, data, runs_dir, list_runs, seeds, preset, scale, data_seed, 
 @click.option("--dataset", "-d", required=True, help="The dataset both methods ran on.")
 @click.option("--metric", default="micro_f1", show_default=True,
               help="Any metric of the dataset's task (its direction comes from mmerbench.metrics).")
-@click.option("--test", "tests", multiple=True, default=("all",), show_default=True,
-              type=click.Choice(["welch", "aso", "bootstrap", "permutation", "all"]),
-              help="Which tests; repeat for several: --test welch --test bootstrap.")
+@click.option("--test", "tests", multiple=True, default=("two-level",), show_default=True,
+              type=click.Choice(["two-level", "welch", "aso", "bootstrap", "permutation", "all"]),
+              help="Which tests; repeat for several (--test welch --test bootstrap), or all. The default "
+                   "resamples seeds and test samples together.")
 @click.option("--runs-dir", type=click.Path(file_okay=False), default=None,
               help="Run store (default $MMERBENCH_RUNS, else ./runs).")
 @click.option("--alpha", type=float, default=0.05, show_default=True,
@@ -307,12 +309,16 @@ def compare(a, b, dataset, metric, tests, runs_dir, alpha, resamples, seed):
 
     A and B are method names, or METHOD@CONFIG_HASH when a method has several
     configs in the run store. Prints each test's statistic, p-value (ASO:
-    ε_min) and verdict: Welch and ASO over seeds, paired bootstrap and
-    permutation over the stored test predictions, matched by sample id.
+    ε_min) and verdict. The default, two-level, resamples seeds and test
+    samples together (the stored test predictions, matched by sample id) and
+    adds the interval of the difference and P(A > B); Welch and ASO work
+    over seeds, bootstrap and permutation over samples. A test whose input
+    cannot decide (one seed, no variance) says "not applicable" and why.
 
     \b
-    Example:
+    Examples:
       mmerbench compare mlp br --dataset synth-mosei-aligned --metric micro_f1
+      mmerbench compare mlp br -d synth-mosei-aligned --test all
     """
     from mmerbench.stats import compare_runs, format_comparison
 

@@ -69,15 +69,15 @@ def test_welch_markers_match_scipy_and_holm(seed_store):
 
 
 def test_lower_is_better_metrics_flip_the_marker(seed_store):
-    doc = build(LeaderboardRequest(runs_dir=seed_store, reference="ref", metrics=("hamming_loss",), plots=False,
-                                   ranks=False))
+    doc = build(LeaderboardRequest(runs_dir=seed_store, reference="ref", test="welch", metrics=("hamming_loss",),
+                                   plots=False, ranks=False))
     _, cells = _cells(doc, "hamming_loss")
     assert cells["a"].marker == "▲" and cells["c"].marker == "▼"  # a has the lower Hamming loss
 
 
 def test_holm_family_is_the_whole_table(seed_store):
-    doc = build(LeaderboardRequest(runs_dir=seed_store, reference="ref", metrics=("acc", "micro_f1"), plots=False,
-                                   ranks=False))
+    doc = build(LeaderboardRequest(runs_dir=seed_store, reference="ref", test="welch", metrics=("acc", "micro_f1"),
+                                   plots=False, ranks=False))
     t = doc.tables[0]
     raw, adjusted = [], []
     for r in t.rows:
@@ -102,11 +102,16 @@ def test_aso_uses_a_bonferroni_confidence(seed_store):
 
 def test_single_seed_rows_are_not_tested_and_say_why(seed_store):
     fake_run(seed_store, "mosei-aligned", "one", "oneoneone0", 1, multilabel_metrics(0.9, 0.1, 0.9))
-    doc = build(LeaderboardRequest(runs_dir=seed_store, reference="ref", metrics=("acc",), plots=False,
-                                   ranks=False))
+    doc = build(LeaderboardRequest(runs_dir=seed_store, reference="ref", test="welch", metrics=("acc",),
+                                   plots=False, ranks=False))
     t, cells = _cells(doc, "acc")
-    assert cells["one"].marker == "" and cells["one"].note.startswith("not tested")
-    assert any("1 comparison(s) not tested" in n for n in t.footnotes)
+    assert cells["one"].marker == "" and cells["one"].note.startswith("not applicable: A has 1 seed")
+    assert any("1 comparison(s) not tested or not applicable" in n for n in t.footnotes)
+    # The default test reads the stored predictions; these fake runs have none, and the note says so.
+    doc = build(LeaderboardRequest(runs_dir=seed_store, reference="ref", metrics=("acc",), plots=False, ranks=False))
+    t, cells = _cells(doc, "acc")
+    assert all(c.marker == "" for c in cells.values()) and "predictions.npz" in cells["a"].note
+    assert any("two-level bootstrap" in n for n in t.footnotes)
 
 
 def test_reference_errors(seed_store):

@@ -520,8 +520,11 @@ def store(tmp_path):
 
 
 def test_compare_runs_all_tests(store):
-    comp = stats.compare_runs(store, DATASET, "good", "weak", metric="micro_f1", n_resamples=2000)
-    assert [r.test for r in comp.results] == ["welch", "aso", "bootstrap", "permutation"]
+    default = stats.compare_runs(store, DATASET, "good", "weak", metric="micro_f1", n_resamples=2000)
+    assert [r.test for r in default.results] == ["two-level"] and default.results[0].verdict == stats.A_BETTER
+    assert 0.5 < default.results[0].details["p_a_better"] <= 1
+    comp = stats.compare_runs(store, DATASET, "good", "weak", metric="micro_f1", tests="all", n_resamples=2000)
+    assert [r.test for r in comp.results] == ["welch", "aso", "two-level", "bootstrap", "permutation"]
     assert all(r.verdict == stats.A_BETTER for r in comp.results), comp.results
     assert comp.a.label == "good@aaaaaaaaaa" and comp.b.seeds == (1, 2, 3)
     assert all(r.n == 160 for r in comp.results[2:]) and comp.results[0].n == 6
@@ -542,11 +545,12 @@ def test_compare_runs_selection_and_errors(store):
         stats.compare_runs(store, DATASET, "goood", "weak")
     with pytest.raises(MmerbenchError, match="No complete runs of dataset 'synth-mosei-unaligned'"):
         stats.compare_runs(store, "synth-mosei-unaligned", "good", "weak")
-    with pytest.raises(MmerbenchError, match="at least 2 seeds"):
-        stats.compare_runs(store, DATASET, "solo", "weak", tests=["welch"])
-    solo = stats.compare_runs(store, DATASET, "solo", "weak", n_resamples=300)
-    assert [r.test for r in solo.results] == ["bootstrap", "permutation"]
-    assert "skipped" in solo.notes[0] and "permutation: seeds paired" in solo.notes[1]
+    one = stats.compare_runs(store, DATASET, "solo", "weak", tests=["welch"]).results[0]
+    assert one.verdict == stats.NOT_APPLICABLE and "A has 1 seed" in one.note
+    solo = stats.compare_runs(store, DATASET, "solo", "weak", tests="all", n_resamples=300)
+    assert [r.test for r in solo.results] == ["welch", "aso", "two-level", "bootstrap", "permutation"]
+    assert [r.verdict for r in solo.results[:2]] == [stats.NOT_APPLICABLE] * 2
+    assert "permutation: seeds paired" in solo.notes[0]
     with pytest.raises(MmerbenchError, match="different sample sets \\(155 and 160 ids, 155 shared\\)"):
         stats.compare_runs(store, DATASET, "good", "shifted", tests="bootstrap")
     with pytest.raises(MmerbenchError, match="share no sample ids"):
@@ -577,10 +581,10 @@ def test_compare_runs_refuses_altered_or_broken_predictions(store):
 
 def test_cli_compare_prints_every_test(store):
     out = CliRunner().invoke(cli, ["compare", "good", "weak", "--dataset", DATASET, "--runs-dir", str(store),
-                                   "--resamples", "1000"])
+                                   "--resamples", "1000", "--test", "all"])
     assert out.exit_code == 0, out.output
-    for word in ("welch", "aso", "bootstrap", "permutation", "ε_min", "A better (good)", "good@aaaaaaaaaa",
-                 "higher is better", "CI of Δ"):
+    for word in ("two-level", "welch", "aso", "bootstrap", "permutation", "ε_min", "A better (good)",
+                 "good@aaaaaaaaaa", "higher is better", "interval of Δ", "P(A > B)"):
         assert word in out.output, (word, out.output)
     one = CliRunner().invoke(cli, ["compare", "weak", "good", "-d", DATASET, "--runs-dir", str(store),
                                    "--test", "welch", "--metric", "hamming_loss"])

@@ -205,8 +205,9 @@ class LeaderboardRequest:
     metrics: tuple[str, ...] = ()
     data: DataKind = "real"
     reference: str | None = None
-    test: str = "welch"
+    test: str = "two-level"
     alpha: float = 0.05
+    interval: Literal["std", "ci"] = "std"  # cells: mean ± std over seeds, or mean [two-level 1 − α interval]
     plots: bool = True
     ranks: bool = True  # average ranks, Friedman, Nemenyi CD diagram across datasets (needs mmerbench.stats)
 
@@ -318,10 +319,14 @@ def build_table(
         labels.update(_distinguishing(by_method[m]))
 
     reference = _resolve_reference(req.reference, configs) if req.reference else None
-    footnotes = [
-        "Test split. Each cell: mean ± sample std (ddof = 1) over the seeds; n = number of seeds; a single seed "
-        "shows its value. Best mean per column in bold, second underlined.",
-    ]
+    if req.interval == "ci":
+        cell_note = (f"Test split. Each cell: mean over the seeds [its {100 * (1 - req.alpha):g}% interval], from a "
+                     f"two-level bootstrap of the stored predictions over seeds and test samples together (a "
+                     f"deterministic method still gets the test set's width; ± std where predictions are missing)")
+    else:
+        cell_note = ("Test split. Each cell: mean ± sample std (ddof = 1) over the seeds; a single seed shows its "
+                     "value")
+    footnotes = [cell_note + "; n = number of seeds. Best mean per column in bold, second underlined."]
     outcomes: dict = {}
     if req.reference and reference is None:
         footnotes.append(f"The reference {req.reference!r} has no runs here: no significance markers.")
@@ -370,6 +375,8 @@ def build_table(
             extra: dict[str, Any] = {"mean": m, "std": s, "n": len(vals),
                                      "per_seed": {str(sd): per_seed[sd] for sd in sorted(per_seed)}}
             marker, note = "", ""
+            if req.interval == "ci":
+                text, extra["interval"], note = _interval_text(c, k, req, text)
             o = outcomes.get((c.config_hash, c.method, k))
             if o is not None:
                 extra["significance"] = o.to_dict()
@@ -397,7 +404,11 @@ def build_table(
         rows.append(Row(cells=cells, meta=meta))
 
     if outcomes:
-        footnotes.append("▲ / ▼: significantly better / worse than the reference on that metric.")
+        from mmerbench.report.significance import TESTS
+
+        footnotes.append(f"▲ / ▼: significantly better / worse than the reference on that metric by the "
+                         f"{TESTS[req.test]} ({req.test}), Holm-adjusted at α = {req.alpha:g}"
+                         + (" (ASO: ε_min < τ)." if req.test == "aso" else "."))
     footnotes.append("decision: the rule stored with each run (metrics.json), e.g. sigmoid > 0.5.")
     if speed_cols or has_params:
         names = sorted({f"{dev} {dtype}: {name}" for pr in prof.values()
@@ -430,6 +441,18 @@ def build_table(
     if req.plots and primary is not None:
         table.figures += _cost_plots(table, configs, prof, primary, infos[primary], pairs)
     return table
+
+
+def _interval_text(c: ConfigRuns, metric: str, req: LeaderboardRequest, fallback: str):
+    """``mean [lo, hi]`` from the two-level bootstrap, its numbers, and a note; ± std when it cannot be had."""
+    from mmerbench import stats
+
+    try:
+        m, lo, hi = stats.interval_of_runs(req.runs_dir, c.dataset, f"{c.method}@{c.config_hash}", metric=metric,
+                                           alpha=req.alpha)
+    except (MmerbenchError, ValueError) as e:
+        return fallback, None, f"no interval: {e}"
+    return f"{fmt(m, DECIMALS)} [{fmt(lo, DECIMALS)}, {fmt(hi, DECIMALS)}]", [lo, hi], ""
 
 
 def _cost_plots(table: Table, configs: list[ConfigRuns], prof: dict[str, Profile], primary: str, info,
@@ -514,5 +537,5 @@ def build(req: LeaderboardRequest) -> Document:
         sections=sections,
         intro=[f"Run store: {req.runs_dir}."],
         meta={"runs_dir": str(req.runs_dir), "data": req.data, "metrics": list(req.metrics),
-              "reference": req.reference, "test": req.test, "alpha": req.alpha},
+              "reference": req.reference, "test": req.test, "alpha": req.alpha, "interval": req.interval},
     )

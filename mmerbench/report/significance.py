@@ -4,8 +4,9 @@ Two layers, both optional (a leaderboard without ``--reference`` never
 imports the statistics):
 
 * :func:`compare` — each row of a table against a reference row, on every
-  metric column. ``welch`` and ``aso`` use the per-seed values; ``bootstrap``
-  and ``permutation`` the stored per-sample test predictions
+  metric column. ``welch`` and ``aso`` use the per-seed values; ``two-level``
+  (the default), ``bootstrap`` and ``permutation`` the stored per-sample test
+  predictions
   (:func:`mmerbench.stats.compare_runs`, which matches samples by id and
   applies each run's stored decision rule). The family is the table: every
   (row, metric) comparison. p-value tests are Holm-adjusted over it
@@ -27,12 +28,13 @@ from typing import Any
 from mmerbench.errors import MmerbenchError
 
 TESTS: dict[str, str] = {
+    "two-level": "two-level bootstrap over seeds and test samples together",
     "welch": "Welch's t-test over seeds",
     "aso": "Almost Stochastic Order over seeds",
     "bootstrap": "paired bootstrap over test samples",
     "permutation": "approximate randomization (paired permutation) over test samples",
 }
-P_VALUE_TESTS = ("welch", "bootstrap", "permutation")
+P_VALUE_TESTS = ("two-level", "welch", "bootstrap", "permutation")
 
 
 def _stats():
@@ -106,8 +108,10 @@ def compare(reference, others, metrics: list[str], *, test: str, alpha: float, t
                 results[key] = cmp.results[0]
         except MmerbenchError as e:
             notes[key] = f"not tested: {e}"
-        except ValueError as e:  # input the test refuses (e.g. too few seeds) is a reason, not a crash
+        except ValueError as e:  # input the test refuses is a reason, not a crash
             notes[key] = f"not tested: {e}"
+        if key in results and not results[key].applicable:  # one seed, no variance: never a marker
+            notes[key] = results.pop(key).note
 
     out: dict[tuple[str, str, str], Outcome] = {}
     for key, why in notes.items():
@@ -132,7 +136,7 @@ def compare(reference, others, metrics: list[str], *, test: str, alpha: float, t
     note = (f"Significance: each row against the reference {reference.method} ({reference.config_hash}), "
             f"{TESTS[test]}, α = {alpha:g}, {how}.")
     if notes:
-        note += f" {len(notes)} comparison(s) not tested (reason on hover / in the JSON)."
+        note += f" {len(notes)} comparison(s) not tested or not applicable (reason on hover / in the JSON)."
     return out, note
 
 

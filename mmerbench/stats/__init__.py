@@ -42,7 +42,16 @@ thousands of samples. 10,000 resamples of a MOSEI-size test split
 """
 
 from mmerbench.stats.cd_diagram import cd_diagram
-from mmerbench.stats.compare import SAMPLE_TESTS, SEED_TESTS, TESTS, Comparison, compare_runs, format_comparison
+from mmerbench.stats.compare import (
+    DEFAULT_TEST,
+    SAMPLE_TESTS,
+    SEED_TESTS,
+    TESTS,
+    Comparison,
+    compare_runs,
+    format_comparison,
+    interval_of_runs,
+)
 from mmerbench.stats.ranks import critical_difference, friedman, holm, nemenyi
 from mmerbench.stats.samples import paired_bootstrap, permutation_test
 from mmerbench.stats.seeds import aso, welch
@@ -63,6 +72,7 @@ from mmerbench.stats.verdicts import (
 __all__ = [
     "A_BETTER",
     "B_BETTER",
+    "DEFAULT_TEST",
     "NOT_APPLICABLE",
     "NO_DIFFERENCE",
     "SAMPLE_TESTS",
@@ -83,6 +93,7 @@ __all__ = [
     "format_comparison",
     "friedman",
     "holm",
+    "interval_of_runs",
     "metric_interval",
     "nemenyi",
     "paired_bootstrap",

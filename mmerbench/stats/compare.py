@@ -15,13 +15,15 @@ from mmerbench.stats.checks import _check_alpha, _expected
 from mmerbench.stats.counts import _check_metric_for_task
 from mmerbench.stats.samples import paired_bootstrap, permutation_test
 from mmerbench.stats.seeds import aso, welch
+from mmerbench.stats.two_level import metric_interval, two_level_bootstrap
 from mmerbench.stats.store import RunGroup, _predictions, _stored_values, _threshold_of, find_runs
 from mmerbench.stats.verdicts import A_BETTER, B_BETTER, NO_DIFFERENCE, ComparisonResult, StatsError, _plain
 
-TestName = Literal["welch", "aso", "bootstrap", "permutation"]
-TESTS: tuple[str, ...] = ("welch", "aso", "bootstrap", "permutation")
+TestName = Literal["two-level", "welch", "aso", "bootstrap", "permutation"]
+TESTS: tuple[str, ...] = ("two-level", "welch", "aso", "bootstrap", "permutation")
+DEFAULT_TEST = "two-level"  # counts the seeds' and the test set's variance together
 SEED_TESTS = ("welch", "aso")
-SAMPLE_TESTS = ("bootstrap", "permutation")
+SAMPLE_TESTS = ("two-level", "bootstrap", "permutation")
 
 
 @dataclass(frozen=True)
@@ -43,11 +45,10 @@ class Comparison:
         return _plain(asdict(self))
 
 
-def _expand_tests(tests: str | Iterable[str]) -> tuple[list[str], bool]:
+def _expand_tests(tests: str | Iterable[str]) -> list[str]:
     names = [tests] if isinstance(tests, str) else list(tests)
     if not names:
         raise _expected("tests", f"one or more of {', '.join(TESTS)} or 'all'", "none")
-    explicit = "all" not in names
     out: list[str] = []
     for t in names:
         if t == "all":
@@ -58,7 +59,7 @@ def _expand_tests(tests: str | Iterable[str]) -> tuple[list[str], bool]:
             close = difflib.get_close_matches(str(t), list(TESTS) + ["all"], n=1, cutoff=0.5)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise StatsError(f"Unknown test {t!r}.{hint} Known: {', '.join(TESTS)}, all.")
-    return list(dict.fromkeys(out)), explicit
+    return list(dict.fromkeys(out))
 
 
 def compare_runs(
@@ -68,7 +69,7 @@ def compare_runs(
     b: str,
     *,
     metric: str = "micro_f1",
-    tests: TestName | Literal["all"] | Iterable[str] = "all",
+    tests: TestName | Literal["all"] | Iterable[str] = DEFAULT_TEST,
     alpha: float = 0.05,
     seed: int = 0,
     n_resamples: int = 10_000,
@@ -77,9 +78,11 @@ def compare_runs(
     """Compare two methods' runs of ``dataset`` in the run store on ``metric`` (test split).
 
     ``a`` and ``b`` are method names, or ``method@config_hash`` when a method
-    has several configs in the store. Welch and ASO use the per-seed values
-    in ``metrics.json`` (ASO at confidence 1 − ``alpha``); the bootstrap and
-    permutation tests use ``predictions.npz``, matched by sample id (the id
+    has several configs in the store. ``tests`` defaults to the two-level
+    bootstrap over seeds and samples (:func:`two_level_bootstrap`); ``"all"``
+    runs every test. Welch and ASO use the per-seed values
+    in ``metrics.json`` (ASO at confidence 1 − ``alpha``); the per-sample
+    tests use ``predictions.npz``, matched by sample id (the id
     sets must be equal), each run scored with the decision rule its
     ``metrics.json`` records — and each run must reproduce its stored metric
     from its predictions, or it is refused as altered.
@@ -88,14 +91,13 @@ def compare_runs(
     metric (the leaderboard's number), resampling each sample with all its
     seeds' predictions (see :func:`paired_bootstrap`); the permutation test
     pairs seeds in seed order, and with unequal seed counts uses the first
-    min(n_A, n_B) of each (a note says so). With ``tests="all"``, Welch and
-    ASO are skipped with a note when a side has a single seed; named
-    explicitly, that is an error.
+    min(n_A, n_B) of each (a note says so). Welch and ASO answer "not
+    applicable", with the reason, when a side has one seed or no variance.
     """
     from mmerbench.data.registry import get_entry
 
     alpha = _check_alpha(alpha)
-    selected, explicit = _expand_tests(tests)
+    selected = _expand_tests(tests)
     task = get_entry(dataset).spec.task
     info = _check_metric_for_task(metric, task)
     spec_labels = list(get_entry(dataset).spec.labels) if task in ("multilabel", "multiclass") else None
@@ -108,16 +110,7 @@ def compare_runs(
     notes: list[str] = []
     results: list[ComparisonResult] = []
 
-    seed_tests = [t for t in selected if t in SEED_TESTS]
-    few = [g for g, v in ((ga, va), (gb, vb)) if len(v) < 2]
-    if seed_tests and few:
-        who = "; ".join(f"{g.label} has {len(g.seeds)} (seed {', '.join(map(str, g.seeds))})" for g in few)
-        if explicit:
-            raise MmerbenchError(f"{' and '.join(seed_tests)} need at least 2 seeds per method, but {who}; run more "
-                                 f"seeds or use --test bootstrap / permutation.")
-        notes.append(f"{', '.join(seed_tests)} skipped: they need at least 2 seeds per method ({who}).")
-        seed_tests = []
-    for t in seed_tests:
+    for t in (t for t in selected if t in SEED_TESTS):  # one seed or none of spread: "not applicable"
         if t == "welch":
             results.append(welch(va, vb, alpha=alpha, metric=metric))
         else:
@@ -130,7 +123,9 @@ def compare_runs(
         _, sb, _, _ = _predictions(gb, task, metric, spec_labels, thr_b, vb, ref, ref_where)
         kw = dict(task=task, metric=metric, threshold=(thr_a, thr_b), labels=spec_labels, seed=seed, alpha=alpha)
         for t in sample_tests:
-            if t == "bootstrap":
+            if t == "two-level":
+                results.append(two_level_bootstrap(ya, np.stack(sa), np.stack(sb), n_resamples=n_resamples, **kw))
+            elif t == "bootstrap":
                 results.append(paired_bootstrap(ya, np.stack(sa), np.stack(sb), n_resamples=n_resamples, **kw))
             else:
                 k = min(len(sa), len(sb))
@@ -172,23 +167,48 @@ def format_comparison(comp: Comparison) -> str:
              NO_DIFFERENCE: f"no significant difference at α = {comp.alpha:g}"}
     rows = []
     for r in comp.results:
+        what = f"seeds {r.n}" if r.test in SEED_TESTS else f"samples {r.n}"
+        if not r.applicable:
+            rows.append([r.test, "—", "—", what, r.note])
+            continue
         if r.test == "welch":
-            stat, evidence, what = f"t = {r.statistic:.3f}", f"p = {_fmt(r.p_value)}", f"seeds {r.n}"
+            stat, evidence = f"t = {r.statistic:.3f}", f"p = {_fmt(r.p_value)}"
         elif r.test == "aso":
             stat = f"ε = {r.statistic:.3f}"
             evidence = f"ε_min = {_fmt(r.eps_min, 3)} (τ = {r.details['tau']:g})"
-            what = f"seeds {r.n}"
         else:
             stat, evidence = f"Δ = {r.statistic:+.4f}", f"p = {_fmt(r.p_value)}"
-            what = f"samples {r.n}"
         rows.append([r.test, stat, evidence, what, names.get(r.verdict, r.verdict)])
     table = tabulate(rows, headers=["test", "statistic", "p-value / ε_min", "n", "verdict"],
-                     disable_numparse=True) if rows else "(no test ran)"
-    extra = [r.note for r in comp.results if r.note] + list(comp.notes)
-    boot = [r for r in comp.results if r.test == "bootstrap"]
-    if boot:
-        d = boot[0].details
-        extra.insert(0, f"bootstrap {100 * (1 - comp.alpha):g}% CI of Δ (A − B): "
-                        f"[{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]")
+                     disable_numparse=True, maxcolwidths=[None, None, None, None, 60]) if rows else "(no test ran)"
+    extra = [r.note for r in comp.results if r.note and r.applicable] + list(comp.notes)
+    for r in reversed([r for r in comp.results if r.test in SAMPLE_TESTS and "ci_low" in r.details]):
+        d = r.details
+        line = f"{r.test}: {100 * (1 - comp.alpha):g}% interval of Δ (A − B) [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]"
+        if "p_a_better" in d:
+            line += (f"; P(A > B) = {d['p_a_better']:.3f}, the chance that one run of A beats one run of B "
+                     f"on a test set drawn like this one")
+        extra.insert(0, line)
     tail = "".join(f"\n- {x}" for x in extra)
     return f"{head}\n\n{sides}\n\n{table}\n{tail}".rstrip() + "\n"
+
+
+def interval_of_runs(runs_dir: str | os.PathLike | None, dataset: str, spec: str, *, metric: str,
+                     alpha: float = 0.05, seed: int = 0, n_resamples: int = 2_000) -> tuple[float, float, float]:
+    """The mean over seeds of ``metric`` for one method's runs and its 1 − ``alpha`` two-level interval.
+
+    Reads the stored predictions like :func:`compare_runs` (each run must
+    reproduce its ``metrics.json``); see :func:`metric_interval`.
+    """
+    from mmerbench.data.registry import get_entry
+
+    alpha = _check_alpha(alpha)
+    task = get_entry(dataset).spec.task
+    _check_metric_for_task(metric, task)
+    labels = list(get_entry(dataset).spec.labels) if task in ("multilabel", "multiclass") else None
+    group = find_runs(runs_dir, dataset, spec)
+    values, decisions = _stored_values(group, metric)
+    thr = _threshold_of(group, decisions, task)
+    y, scores, _, _ = _predictions(group, task, metric, labels, thr, values, None, None)
+    return metric_interval(y, np.stack(scores), task=task, metric=metric, threshold=thr, labels=labels,
+                           n_resamples=n_resamples, seed=seed, alpha=alpha)
