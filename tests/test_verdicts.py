@@ -78,6 +78,13 @@ def test_identical_predictions_are_no_difference_in_every_test():
         assert r.verdict == stats.NO_DIFFERENCE and r.statistic == 0
 
 
+def test_friedman_on_all_ties_is_not_applicable():
+    ties = np.full((3, 4), 0.5)
+    fr = stats.friedman(ties)
+    assert fr.verdict == stats.NOT_APPLICABLE and "ties on every dataset" in fr.note
+    assert stats.nemenyi(ties).significant == ()
+
+
 # ------------------------------------------------------------- the two-level bootstrap
 
 

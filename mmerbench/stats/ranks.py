@@ -8,7 +8,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from mmerbench.stats.checks import _check_alpha, _check_count, _direction, _expected
-from mmerbench.stats.verdicts import NO_DIFFERENCE, FriedmanResult, HolmResult, NemenyiResult
+from mmerbench.stats.verdicts import NO_DIFFERENCE, NOT_APPLICABLE, FriedmanResult, HolmResult, NemenyiResult
 
 def holm(p_values: Iterable[float], *, alpha: float = 0.05) -> HolmResult:
     """Holm's step-down correction of a family of m p-values (Holm, Scand. J. Stat. 1979).
@@ -96,10 +96,13 @@ def friedman(
     hib = _direction(metric, higher_is_better)
     x, names = _table(table, names, 3)
     n, k = x.shape
-    res = st.friedmanchisquare(*x.T)
-    chi2, p = float(res.statistic), float(res.pvalue)
-    if not math.isfinite(chi2):  # every dataset ties every method
+    note = ""
+    if (np.ptp(x, axis=1) == 0).all():  # every dataset ties every method: no ranking to test
         chi2, p = 0.0, 1.0
+        note = "not applicable: every method ties on every dataset"
+    else:
+        res = st.friedmanchisquare(*x.T)
+        chi2, p = float(res.statistic), float(res.pvalue)
     den = n * (k - 1) - chi2
     if den > 0:
         ff = (n - 1) * chi2 / den
@@ -110,7 +113,7 @@ def friedman(
     return FriedmanResult(
         statistic=chi2, p_value=p, iman_davenport=float(ff), iman_davenport_p=ff_p,
         avg_ranks=dict(zip(names, ranks.tolist())), n=n, k=k, alpha=alpha,
-        verdict="the methods differ" if p < alpha else NO_DIFFERENCE,
+        verdict=NOT_APPLICABLE if note else "the methods differ" if p < alpha else NO_DIFFERENCE, note=note,
     )
 
 

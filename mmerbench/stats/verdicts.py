@@ -119,7 +119,8 @@ class FriedmanResult:
     n: int  # datasets (rows)
     k: int  # methods (columns)
     alpha: float
-    verdict: str  # "the methods differ" or NO_DIFFERENCE (on the χ²_F p-value)
+    verdict: str  # "the methods differ", NO_DIFFERENCE (on the χ²_F p-value) or NOT_APPLICABLE (all tie)
+    note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(asdict(self))
