@@ -1,7 +1,13 @@
 """Significance tests: is method A better than method B, and by which evidence?
 
-Three kinds of evidence, each with the tests the field uses:
+Four kinds of evidence, each with the tests the field uses:
 
+* **Seeds and samples together** (the default of ``mmerbench compare`` and of
+  the leaderboard's ``--reference``) — the two-level bootstrap
+  (:func:`two_level_bootstrap`, after Bouthillier et al., MLSys 2021), which
+  resamples each side's seeds and the shared test samples at once and
+  reports Δ, its interval and P(A > B); :func:`metric_interval` is its
+  one-method form, a leaderboard cell's interval.
 * **Across seeds** — one metric value per training seed (``metrics.json``):
   Welch's t-test (:func:`welch`, scipy's ``ttest_ind(equal_var=False)``) and
   Almost Stochastic Order (:func:`aso`, Dror, Shlomov & Reichart, ACL 2019),
@@ -25,10 +31,20 @@ Conventions shared by every test here:
   nothing here hard-codes a direction. Statistics are reported raw, as
   ``A − B`` (Welch's t, the metric difference Δ), and the verdict applies
   the direction.
-* A verdict is ``"A better"``, ``"B better"`` or ``"no significant
-  difference"``; p-values are two-sided.
+* A verdict is ``"A better"``, ``"B better"``, ``"no significant
+  difference"`` or ``"not applicable"`` (with the reason in ``note``: too
+  few seeds or samples, zero variance across seeds — which is not
+  certainty); p-values are two-sided. A degenerate input never wins.
 * Randomness comes from ``numpy.random.default_rng(seed)``; the same inputs
   and seed give the same result.
+
+Modules: :mod:`~mmerbench.stats.verdicts` (result records),
+:mod:`~mmerbench.stats.checks` (argument checks), :mod:`~mmerbench.stats.seeds`,
+:mod:`~mmerbench.stats.counts` (metrics as per-sample counts),
+:mod:`~mmerbench.stats.samples`, :mod:`~mmerbench.stats.two_level`,
+:mod:`~mmerbench.stats.ranks`, :mod:`~mmerbench.stats.cd_diagram`,
+:mod:`~mmerbench.stats.store` (reading the run store) and
+:mod:`~mmerbench.stats.compare` (``mmerbench compare``).
 
 Speed: the per-sample tests never call a metric function once per resample.
 Every metric of :mod:`mmerbench.metrics` is a function of a few per-sample
