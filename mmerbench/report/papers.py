@@ -24,7 +24,6 @@ looks the same configs up on the ``synth-*`` twins and says so.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -35,8 +34,10 @@ from typing import Any, Literal, Sequence
 
 import yaml
 
+from mmerbench.config import format_override
 from mmerbench.errors import MmerbenchError
 from mmerbench.report.render import Document, Section
+from mmerbench.report.synthetic_label import SYNTHETIC_LABEL, SYNTHETIC_NOTE
 from mmerbench.report.table import Cell, Column, Row, Table, mark_best
 
 UNITS = ("percent", "fraction", "raw")  # percent: ours × 100; fraction, raw: ours as is
@@ -206,7 +207,7 @@ class RunSpec:
     set: tuple[tuple[str, Any], ...] = ()
 
     def overrides(self) -> list[str]:
-        return [f"{k}={format_value(v)}" for k, v in self.set]
+        return [f"{k}={format_override(v)}" for k, v in self.set]
 
     def command(self, seeds: Sequence[int] = DEFAULT_SEEDS, *, scale: float | None = None,
                 data_seed: int | None = None) -> str:
@@ -225,29 +226,6 @@ class RunSpec:
     def on_twin(self) -> "RunSpec":
         ds = self.dataset if self.dataset.startswith("synth-") else f"synth-{self.dataset}"
         return RunSpec(self.method, ds, self.preset, self.set)
-
-
-def format_value(v: Any) -> str:
-    """A ``--set`` value that `mmerbench run` reads back as the same YAML value."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if v is None:
-        return "null"
-    if isinstance(v, (list, tuple)):
-        return "[" + ",".join(format_value(x) for x in v) + "]"
-    if isinstance(v, float):
-        return repr(v)
-    if isinstance(v, str):
-        plain = v and not any(c in v for c in ",[]{}#&*!|>'\"%@`:") and v.strip() == v
-        # a string YAML would read as something else ("true", "1e-5", "null") is quoted
-        return v if plain and _yaml_reads(v) == v else json.dumps(v)
-    return str(v)
-
-
-def _yaml_reads(text: str) -> Any:
-    from mmerbench.config import parse_override
-
-    return parse_override(f"k={text}")[1]
 
 
 @dataclass(frozen=True)
@@ -565,8 +543,6 @@ def _spec_for(target, req: "TableRequest"):
 
 def build_table(pt: PaperTable, req: TableRequest) -> Table:
     """One paper table in the paper's layout: per cell published → ours mean ± std (n), and Δ."""
-    from mmerbench.report.leaderboard import SYNTHETIC_LABEL, SYNTHETIC_NOTE
-
     synthetic = req.data == "synthetic"
     cols = pt.columns
     decimals = [_decimals([r.values[j] for r in pt.rows], m.unit) for j, (_, m) in enumerate(cols)]
