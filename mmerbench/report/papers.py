@@ -1,6 +1,6 @@
 """The papers' tables: published numbers (``leaderboards/papers/*.yaml``) beside ours from the run store.
 
-Each YAML file holds the tables of one paper in ``shared/papers/``, transcribed
+Each YAML file holds the tables of one paper (or its slides or poster), transcribed
 by hand: caption, setting, column groups (each with its dataset and metrics),
 the published values row by row as the paper prints them, notes on anything
 the source leaves ambiguous, and for every row either the run that reproduces
