@@ -1,8 +1,11 @@
 """Evaluation metrics: pure functions, NumPy in, a flat ``dict[str, float]`` out.
 
 Every public function is keyword-only (``multilabel(y_true=..., y_score=...)``)
-so that a swapped ``(pred, label)`` call — the bug in TAILOR's and CARAT's
-logs, where precision and recall trade places — cannot happen silently. Each
+so that a swapped ``(pred, label)`` call cannot happen silently. That is the
+bug in TAILOR's and CARAT's logs: their training scripts (``train.py``,
+``main.py``) call ``get_metrics(pred, label)`` from ``utils/eval.py``, whose
+parameters are ``(labels, predictions)``, so what they print as precision is
+recall and vice versa (``mmerbench table`` compares them crossed). Each
 is a short chain of private steps: validate arguments → validate and format
 inputs → compute counts → reduce to floats. Inputs may be anything
 ``numpy.asarray`` accepts, CPU torch tensors included (torch is never
