@@ -3,7 +3,7 @@
 Every public function is keyword-only (``multilabel(y_true=..., y_score=...)``)
 so that a swapped ``(pred, label)`` call cannot happen silently. That is the
 bug in TAILOR's and CARAT's logs: their training scripts (``train.py``,
-``main.py``) call ``get_metrics(pred, label)`` from ``utils/eval.py``, whose
+``main.py``) call ``get_metrics(pred, label)`` from their ``eval.py``, whose
 parameters are ``(labels, predictions)``, so what they print as precision is
 recall and vice versa (``mmerbench table`` compares them crossed). Each
 is a short chain of private steps: validate arguments → validate and format
