@@ -78,6 +78,26 @@ def parse_override(item: str) -> tuple[str, Any]:
     return key, _numbers(value)
 
 
+def format_override(value: Any) -> str:
+    """The text of a ``--set key=<text>`` that :func:`parse_override` reads back as ``value``.
+
+    Strings YAML would read as something else (``"true"``, ``"1e-5"``, ``"null"``)
+    or that hold YAML syntax are written as JSON strings, which YAML reads back verbatim.
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(format_override(x) for x in value) + "]"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, str):
+        plain = value and not any(c in value for c in ",[]{}#&*!|>'\"%@`:") and value.strip() == value
+        return value if plain and parse_override(f"k={value}")[1] == value else json.dumps(value)
+    return str(value)
+
+
 def resolve(
     method: str,
     package: str,

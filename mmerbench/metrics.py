@@ -1,8 +1,11 @@
 """Evaluation metrics: pure functions, NumPy in, a flat ``dict[str, float]`` out.
 
 Every public function is keyword-only (``multilabel(y_true=..., y_score=...)``)
-so that a swapped ``(pred, label)`` call — the bug in TAILOR's and CARAT's
-logs, where precision and recall trade places — cannot happen silently. Each
+so that a swapped ``(pred, label)`` call cannot happen silently. That is the
+bug in TAILOR's and CARAT's logs: their training scripts (``train.py``,
+``main.py``) call ``get_metrics(pred, label)`` from their ``eval.py``, whose
+parameters are ``(labels, predictions)``, so what they print as precision is
+recall and vice versa (``mmerbench table`` compares them crossed). Each
 is a short chain of private steps: validate arguments → validate and format
 inputs → compute counts → reduce to floats. Inputs may be anything
 ``numpy.asarray`` accepts, CPU torch tensors included (torch is never
@@ -114,6 +117,7 @@ METRICS: dict[str, MetricInfo] = {
         _info("f1_has0", "F1 (has0)", "regression"),
         _info("acc2_non0", "Acc-2 (non0)", "regression"),
         _info("f1_non0", "F1 (non0)", "regression"),
+        _info("f1_non0_pred_weighted", "F1 (non0, pred-weighted)", "regression"),
         _info("f1", "F1", "binary"),
     )
 }
@@ -420,16 +424,18 @@ def _binary_counts(t: np.ndarray, p: np.ndarray) -> tuple[int, int, int, int]:
     return tp, n_pred - tp, n_true - tp, t.shape[0]
 
 
-def _binary_acc_f1(t: np.ndarray, p: np.ndarray) -> tuple[float, float, float]:
-    """Accuracy, positive-class F1 and support-weighted F1 of a 0/1 problem."""
+def _binary_acc_f1(t: np.ndarray, p: np.ndarray) -> tuple[float, float, float, float]:
+    """Accuracy, positive-class F1, F1 weighted by the true class counts (support) and F1
+    weighted by the predicted class counts, of a 0/1 problem."""
     tp, fp, fn, n = _binary_counts(t, p)
     if n == 0:
-        return 0.0, 0.0, 0.0
+        return 0.0, 0.0, 0.0, 0.0
     tn = n - tp - fp - fn
     f1_pos = float(_safe_div(2 * tp, 2 * tp + fp + fn))
     f1_neg = float(_safe_div(2 * tn, 2 * tn + fn + fp))  # negatives: roles of fp/fn swap
     weighted = (f1_pos * (tp + fn) + f1_neg * (tn + fp)) / n
-    return (tp + tn) / n, f1_pos, float(weighted)
+    pred_weighted = (f1_pos * (tp + fp) + f1_neg * (tn + fn)) / n
+    return (tp + tn) / n, f1_pos, float(weighted), float(pred_weighted)
 
 
 def _pearson(x: np.ndarray, y: np.ndarray) -> float:
@@ -459,12 +465,22 @@ def regression(*, y_true: Any, y_pred: Any) -> dict[str, float]:
         ``acc7`` (``round(clip(x, -3, 3))`` equality), ``acc5`` (clip to
         [-2, 2], then round), ``acc2_has0`` / ``f1_has0`` (negative < 0 vs
         non-negative >= 0, all samples; weighted F1), ``acc2_non0`` /
-        ``f1_non0`` (truth == 0 dropped, positive means > 0; weighted F1).
+        ``f1_non0`` (truth == 0 dropped, positive means > 0; weighted F1),
+        ``f1_non0_pred_weighted`` (the same F1 per class, weighted by the
+        *predicted* class counts instead of the true ones).
+
+    ``f1_non0_pred_weighted`` is the number MulT's evaluation code (and MISA's,
+    which copies it) prints as "F1": it calls scikit-learn's ``f1_score`` with
+    the predictions where the truths belong, and with ``average="weighted"`` the
+    per-class F1 (symmetric in its two arguments) is then weighted by how often
+    each class was predicted. It equals
+    ``sklearn.metrics.f1_score(y_pred > 0, y_true > 0, average="weighted")`` on
+    the non-zero truths; use it to compare with numbers from that code.
     """
     t, p = _regression_format(y_true, y_pred)
-    acc2_has0, _, f1_has0 = _binary_acc_f1(t >= 0, p >= 0)
+    acc2_has0, _, f1_has0, _ = _binary_acc_f1(t >= 0, p >= 0)
     keep = t != 0
-    acc2_non0, _, f1_non0 = _binary_acc_f1(t[keep] > 0, p[keep] > 0)
+    acc2_non0, _, f1_non0, f1_non0_pred_weighted = _binary_acc_f1(t[keep] > 0, p[keep] > 0)
     return {
         "mae": float(np.abs(t - p).mean()),
         "corr": _pearson(t, p),
@@ -474,6 +490,7 @@ def regression(*, y_true: Any, y_pred: Any) -> dict[str, float]:
         "f1_has0": f1_has0,
         "acc2_non0": float(acc2_non0),
         "f1_non0": f1_non0,
+        "f1_non0_pred_weighted": f1_non0_pred_weighted,
     }
 
 
@@ -491,7 +508,7 @@ def binary(*, y_true: Any, y_score: Any, threshold: float = 0.5) -> dict[str, fl
     t = _binary_truth(y_true, 1, "[N]")
     s = _scores(y_score, "y_score", 1, "[N]")
     _check_same_shape(t, s, "y_score")
-    acc, f1, _ = _binary_acc_f1(t, s > thr)
+    acc, f1, _, _ = _binary_acc_f1(t, s > thr)
     return {"acc": float(acc), "f1": f1}
 
 

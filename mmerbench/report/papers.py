@@ -1,6 +1,6 @@
 """The papers' tables: published numbers (``leaderboards/papers/*.yaml``) beside ours from the run store.
 
-Each YAML file holds the tables of one paper in ``shared/papers/``, transcribed
+Each YAML file holds the tables of one paper (or its slides or poster), transcribed
 by hand: caption, setting, column groups (each with its dataset and metrics),
 the published values row by row as the paper prints them, notes on anything
 the source leaves ambiguous, and for every row either the run that reproduces
@@ -8,6 +8,14 @@ it (``ours``: method, ``--set`` switches, ``--preset``, dataset) or
 ``not_implemented: <reason>``. A column group or a row may add switches or
 override a cell (``groups: {<group>: {...}}``), so one row can map to
 different runs per group (e.g. modality subsets, datasets).
+
+Every column names our metric key and its ``definition``: how the published
+number was computed (which function, which argument order, which average,
+threshold and sample subset, read from the authors' code where it is public)
+and why our key is the like-for-like one. Where a column's published name
+misleads (TAILOR's "P" is a recall), the key follows the computation, not the
+name. A row whose numbers come from other code may map single cells to
+another key (``keys: {<column>: <metric key>}``, reason in its ``note``).
 
 The layout is checked by :func:`validate` against :data:`SCHEMA` (a small
 JSON-schema-like description, checked in code) plus rules a schema cannot say
@@ -24,19 +32,20 @@ looks the same configs up on the ``synth-*`` twins and says so.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import yaml
 
+from mmerbench.config import format_override
 from mmerbench.errors import MmerbenchError
 from mmerbench.report.render import Document, Section
+from mmerbench.report.synthetic_label import SYNTHETIC_LABEL, SYNTHETIC_NOTE
 from mmerbench.report.table import Cell, Column, Row, Table, mark_best
 
 UNITS = ("percent", "fraction", "raw")  # percent: ours × 100; fraction, raw: ours as is
@@ -52,12 +61,13 @@ _SET = {"type": "object", "additionalProperties": {"type": ["string", "number", 
                                                    "items": _SCALAR}}
 _METRIC = {
     "type": "object",
-    "required": ["name", "higher_is_better", "unit"],
+    "required": ["name", "higher_is_better", "unit", "definition"],
     "properties": {
         "name": _STR,
         "key": {"type": ["string", "null"]},
         "higher_is_better": {"type": "boolean"},
         "unit": {"enum": list(UNITS)},
+        "definition": _STR,  # how the published number was computed, and why `key` matches it
         "note": _STR,
     },
 }
@@ -94,6 +104,7 @@ _ROW = {
         "ours": _OURS,
         "not_implemented": _STR,
         "groups": {"type": "object", "additionalProperties": _OVERRIDE},
+        "keys": {"type": "object", "additionalProperties": _STR},  # column id → metric key for this row
     },
 }
 _TABLE = {
@@ -185,6 +196,7 @@ class PaperMetric:
     key: str | None
     higher_is_better: bool
     unit: str
+    definition: str = ""
     note: str = ""
 
 
@@ -206,7 +218,7 @@ class RunSpec:
     set: tuple[tuple[str, Any], ...] = ()
 
     def overrides(self) -> list[str]:
-        return [f"{k}={format_value(v)}" for k, v in self.set]
+        return [f"{k}={format_override(v)}" for k, v in self.set]
 
     def command(self, seeds: Sequence[int] = DEFAULT_SEEDS, *, scale: float | None = None,
                 data_seed: int | None = None) -> str:
@@ -227,29 +239,6 @@ class RunSpec:
         return RunSpec(self.method, ds, self.preset, self.set)
 
 
-def format_value(v: Any) -> str:
-    """A ``--set`` value that `mmerbench run` reads back as the same YAML value."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if v is None:
-        return "null"
-    if isinstance(v, (list, tuple)):
-        return "[" + ",".join(format_value(x) for x in v) + "]"
-    if isinstance(v, float):
-        return repr(v)
-    if isinstance(v, str):
-        plain = v and not any(c in v for c in ",[]{}#&*!|>'\"%@`:") and v.strip() == v
-        # a string YAML would read as something else ("true", "1e-5", "null") is quoted
-        return v if plain and _yaml_reads(v) == v else json.dumps(v)
-    return str(v)
-
-
-def _yaml_reads(text: str) -> Any:
-    from mmerbench.config import parse_override
-
-    return parse_override(f"k={text}")[1]
-
-
 @dataclass(frozen=True)
 class NotImplemented_:
     reason: str
@@ -266,6 +255,7 @@ class PaperRow:
     ours: dict[str, Any] | None = None
     not_implemented: str | None = None
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict)  # column id → metric key, overriding the column's
 
 
 @dataclass
@@ -343,12 +333,14 @@ def validate(data: Any) -> list[str]:
         if len(set(group_names)) != len(group_names):
             errors.append(f"{tw}: group names repeat: {group_names}")
         col_ids: list[str] = []
+        col_dirs: dict[str, bool] = {}
         for g in t["groups"]:
             names = [m["name"] for m in g["metrics"]]
             if len(set(names)) != len(names):
                 errors.append(f"{tw}: metric names repeat in group {g['name']!r}")
             for m in g["metrics"]:
                 col_ids.append(f"{g['name']}/{m['name']}" if g["name"] else m["name"])
+                col_dirs[col_ids[-1]] = m["higher_is_better"]
                 if m.get("key"):
                     try:
                         info = metric_info(m["key"])
@@ -365,6 +357,17 @@ def validate(data: Any) -> list[str]:
                 errors.append(f"{rw}: {len(r['values'])} values for {len(col_ids)} columns")
             if ("ours" in r) == ("not_implemented" in r):
                 errors.append(f"{rw}: give exactly one of `ours` and `not_implemented`")
+            for k, key in r.get("keys", {}).items():
+                if k not in col_ids:
+                    errors.append(f"{rw}: keys names {k!r}, which is not a column ({', '.join(col_ids)})")
+                    continue
+                try:
+                    info = metric_info(key)
+                except UnknownNameError as e:
+                    errors.append(f"{rw}: keys[{k!r}]: {e}")
+                    continue
+                if info.higher_is_better != col_dirs[k]:
+                    errors.append(f"{rw}: keys[{k!r}] = {key!r} runs the other way from column {k!r}")
             for k in r.get("ambiguous", {}):
                 if k != "row" and k not in col_ids:
                     errors.append(f"{rw}: ambiguous key {k!r} is not a column ({', '.join(col_ids)}) or 'row'")
@@ -393,7 +396,8 @@ def _parse_table(t: dict[str, Any], doc: dict[str, Any], file: str) -> PaperTabl
     groups = [
         PaperGroup(
             name=g["name"],
-            metrics=tuple(PaperMetric(m["name"], m.get("key"), m["higher_is_better"], m["unit"], m.get("note", ""))
+            metrics=tuple(PaperMetric(m["name"], m.get("key"), m["higher_is_better"], m["unit"],
+                                      m.get("definition", ""), m.get("note", ""))
                           for m in g["metrics"]),
             dataset=g.get("dataset"),
             set=dict(g.get("set") or {}),
@@ -406,6 +410,7 @@ def _parse_table(t: dict[str, Any], doc: dict[str, Any], file: str) -> PaperTabl
             section=r.get("section", ""), attributes=dict(r.get("attributes") or {}),
             ambiguous=dict(r.get("ambiguous") or {}), note=r.get("note", ""), ours=r.get("ours"),
             not_implemented=r.get("not_implemented"), groups=dict(r.get("groups") or {}),
+            keys=dict(r.get("keys") or {}),
         )
         for r in t["rows"]
     ]
@@ -565,25 +570,24 @@ def _spec_for(target, req: "TableRequest"):
 
 def build_table(pt: PaperTable, req: TableRequest) -> Table:
     """One paper table in the paper's layout: per cell published → ours mean ± std (n), and Δ."""
-    from mmerbench.report.leaderboard import SYNTHETIC_LABEL, SYNTHETIC_NOTE
-
     synthetic = req.data == "synthetic"
     cols = pt.columns
     decimals = [_decimals([r.values[j] for r in pt.rows], m.unit) for j, (_, m) in enumerate(cols)]
     columns = [Column("row", "", numeric=False)]
     columns += [Column(f"attr:{a}", a, numeric=False) for a in pt.row_attributes]
     for j, (g, m) in enumerate(cols):
-        note = f"ours: mmerbench metric {m.key!r}" + (" × 100" if m.unit == "percent" else "") if m.key else \
-            "no matching mmerbench metric"
+        note = "; ".join(x for x in (_ours_text(m.key, m.unit), m.definition, m.note) if x)
         columns.append(Column(f"col:{pt.column_id(g, m)}", m.name, group=g.name, higher_is_better=m.higher_is_better,
-                              note=note + (f"; {m.note}" if m.note else ""), emphasise=True))
+                              note=note, emphasise=True))
     columns.append(Column("ours", "mmerbench run", numeric=False, note="the run that fills the row's cells"))
 
+    cols_by_id = {pt.column_id(g, m): m for g, m in cols}
     cache: dict[RunSpec, Ours] = {}
     rows: list[Row] = []
     counts = {"ran": 0, "not_run": 0, "not_available": 0, "not_implemented": 0}
     footnotes = [f"{pt.paper}, {pt.table}; transcribed in leaderboards/papers/{pt.file}.", f"Setting: {pt.setting}"]
     footnotes += pt.notes
+    footnotes += _column_footnotes(pt)
     for r in pt.rows:
         cells = [Cell(display=r.name, note=r.ambiguous.get("row", ""))]
         cells += [Cell(display=r.attributes.get(a, "")) for a in pt.row_attributes]
@@ -600,13 +604,16 @@ def build_table(pt: PaperTable, req: TableRequest) -> Table:
                 ours = cache[target]
                 mapping_text.add(_mapping_label(target))
             counts[ours.status] += 1
-            cells.append(_paper_cell(published, m, ours, decimals[j], r.ambiguous.get(pt.column_id(g, m), ""),
-                                     synthetic))
+            cell_metric = replace(m, key=r.keys.get(pt.column_id(g, m), m.key))
+            cells.append(_paper_cell(published, cell_metric, ours, decimals[j],
+                                     r.ambiguous.get(pt.column_id(g, m), ""), synthetic))
         cells.append(Cell(display=" | ".join(sorted(mapping_text))))
         meta = {"name": r.name, "section": r.section}
         if r.note:
             meta["note"] = r.note
             footnotes.append(f"{r.name}: {r.note}")
+        for col, key in r.keys.items():
+            footnotes.append(f"{r.name}, {col}: {_ours_text(key, cols_by_id[col].unit)} for this row.")
         for col, why in r.ambiguous.items():
             footnotes.append(f"{r.name}, {'row name' if col == 'row' else col}: {why} (marked ?).")
         rows.append(Row(cells=cells, section=r.section, meta=meta))
@@ -634,6 +641,21 @@ def build_table(pt: PaperTable, req: TableRequest) -> Table:
     # Rank within each row section when the rows name their own datasets (sections are then datasets).
     mark_best(table, per_section=any(r.ours and r.ours.get("dataset") for r in pt.rows))
     return table
+
+
+def _ours_text(key: str | None, unit: str) -> str:
+    if not key:
+        return "no matching mmerbench metric"
+    return f"ours: mmerbench metric {key!r}" + (" × 100" if unit == "percent" else "")
+
+
+def _column_footnotes(pt: PaperTable) -> list[str]:
+    """One line per distinct column (groups often repeat the same metrics): what the published number is
+    and which of our metrics it is compared with."""
+    lines = []
+    for m in dict.fromkeys(m for _, m in pt.columns):
+        lines.append(f"{m.name}: {_ours_text(m.key, m.unit)}. Published: {m.definition}")
+    return lines
 
 
 def _mapping_label(spec: RunSpec) -> str:
