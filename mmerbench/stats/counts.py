@@ -58,6 +58,8 @@ def _binary_reduce(s: np.ndarray, what: str) -> np.ndarray:
     if what == "f1":
         return f1_pos
     f1_neg = _div(2 * tn, 2 * tn + fn + fp)
+    if what == "pred_weighted":  # MulT's f1_score(preds, truths, average="weighted"): weights by predicted class
+        return _div(f1_pos * npred + f1_neg * (n - npred), n)
     return _div(f1_pos * (tp + fn) + f1_neg * (tn + fp), n)
 
 
@@ -134,7 +136,7 @@ def _counted_multiclass(metric: str, y_true: np.ndarray, preds: list[np.ndarray]
 def _counted_binary_like(metric: str, t: np.ndarray, preds: list[np.ndarray], keep: np.ndarray | None) -> _Counted:
     kp = np.ones(len(t), dtype=bool) if keep is None else keep
     feats = [np.stack([kp & t & p, kp & t, kp & p, kp], axis=1).astype(np.float64) for p in preds]
-    what = {"acc": "acc", "f1": "f1"}.get(metric, "weighted")
+    what = {"acc": "acc", "f1": "f1", "f1_non0_pred_weighted": "pred_weighted"}.get(metric, "weighted")
     if metric.startswith("acc2"):
         what = "acc"
     return _Counted(feats, lambda s: _binary_reduce(s, what))
@@ -152,7 +154,7 @@ def _counted_regression(metric: str, y_true: np.ndarray, preds: list[np.ndarray]
         return _Counted(feats, lambda s: _div(s[:, 0], s[:, 1]))
     if metric in ("acc2_has0", "f1_has0"):
         return _counted_binary_like(metric, t >= 0, [p >= 0 for p in preds], None)
-    if metric in ("acc2_non0", "f1_non0"):
+    if metric in ("acc2_non0", "f1_non0", "f1_non0_pred_weighted"):
         return _counted_binary_like(metric, t > 0, [p > 0 for p in preds], t != 0)
     if metric == "corr":
         # Centre on shared constants (Pearson r is shift-invariant) to keep the
