@@ -168,3 +168,19 @@ def test_average_ranks_across_datasets_match_scipy(tmp_path):
     assert ranks.meta["friedman"]["statistic"] == pytest.approx(chi2)
     assert [f.kind for f in ranks.figures] == ["critical-difference"]
     assert any("Nemenyi critical difference" in n for n in ranks.footnotes)
+
+
+def test_average_ranks_never_pool_two_configs_of_a_method(tmp_path):
+    """`mlp` default on one dataset and `mlp` small on another are two configs, not one ranked method."""
+    for ds in ("ds-one", "ds-two", "ds-three"):
+        for method, acc in (("m1", 0.5), ("m2", 0.4), ("m3", 0.3)):
+            fake_run(tmp_path, ds, method, f"{method:0>10}", 1, multilabel_metrics(acc, 0.5 - acc, acc))
+    fake_run(tmp_path, "ds-one", "mlp", "mlpdefault", 1, multilabel_metrics(0.6, 0.1, 0.6), params={"hidden": 256})
+    fake_run(tmp_path, "ds-two", "mlp", "mlpsmall00", 1, multilabel_metrics(0.1, 0.4, 0.1), preset="small",
+             params={"hidden": 64})
+    fake_run(tmp_path, "ds-three", "mlp", "mlpwide000", 1, multilabel_metrics(0.2, 0.3, 0.2), params={"hidden": 512})
+    doc = build(LeaderboardRequest(runs_dir=tmp_path, metrics=("acc",)))
+    ranks = next(t for t in doc.tables if t.id.startswith("ranks-"))
+    assert sorted(r.meta["method"] for r in ranks.rows) == ["m1", "m2", "m3"]
+    note = next(n for n in ranks.footnotes if "not on every dataset" in n)
+    assert "mlp (small)" in note and "mlp @mlpdef" in note and "mlp @mlpwid" in note

@@ -140,6 +140,25 @@ def compare(reference, others, metrics: list[str], *, test: str, alpha: float, t
     return out, note
 
 
+# Settings a config may set per dataset by design (the datasets: block), not a different method config.
+_PER_DATASET = frozenset({"select", "modalities", "threshold"})
+
+
+def _config_names(rows) -> dict[int, str]:
+    """A rank-table name per leaderboard row: the method, with its preset, and with its config hash when the
+    same name stands for different settings on different datasets (those are never pooled into one rank)."""
+    def settings(r):
+        params = r.meta.get("params") or {}
+        return repr(sorted((k, repr(v)) for k, v in params.items() if k not in _PER_DATASET))
+
+    base = {id(r): r.meta["method"] + (f" ({r.meta['preset']})" if r.meta.get("preset") else "") for r in rows}
+    variants: dict[str, set[str]] = {}
+    for r in rows:
+        variants.setdefault(base[id(r)], set()).add(settings(r))
+    return {id(r): base[id(r)] if len(variants[base[id(r)]]) == 1 else f"{base[id(r)]} @{r.meta['config_hash'][:6]}"
+            for r in rows}
+
+
 def rank_summary(tables, *, alpha: float, synthetic: bool):
     """Average ranks across the datasets of ``tables`` that share a task and a first metric, with Friedman's
     test and the Nemenyi critical-difference diagram; None when fewer than 2 datasets and 3 methods with
@@ -162,18 +181,21 @@ def rank_summary(tables, *, alpha: float, synthetic: bool):
         frame: dict[str, dict[str, float]] = {}
         several: set[str] = set()
         col = f"metric:{metric}"
+        names = _config_names([r for t in ts for r in t.rows])
         for t in ts:
             j = [c.key for c in t.columns].index(col)
             seen: dict[str, int] = {}
             for r in t.rows:
-                seen[r.meta["method"]] = seen.get(r.meta["method"], 0) + 1
+                seen[names[id(r)]] = seen.get(names[id(r)], 0) + 1
             several |= {m for m, n in seen.items() if n > 1}
             for r in t.rows:
                 v = r.cells[j].value
                 if v is not None and math.isfinite(v):
-                    frame.setdefault(t.title, {})[r.meta["method"]] = v
+                    frame.setdefault(t.title, {})[names[id(r)]] = v
         df = pd.DataFrame(frame).T
-        df = df[[c for c in df.columns if c not in several]].dropna(axis=1)
+        df = df[[c for c in df.columns if c not in several]]
+        partial = sorted(c for c in df.columns if df[c].isna().any())
+        df = df.dropna(axis=1)
         if df.shape[0] < 2 or df.shape[1] < 3:
             continue
         info = metric_info(metric)
@@ -193,7 +215,9 @@ def rank_summary(tables, *, alpha: float, synthetic: bool):
         footnotes = [
             f"Rank 1 = best mean {info.display} on a dataset (ties share the mean rank); methods with one config "
             f"on every dataset only" + (f" (left out, several configs: {', '.join(sorted(several))})" if several else "")
-            + ".",
+            + (f" (left out, not on every dataset: {', '.join(partial)})" if partial else "")
+            + ". A name stands for one method config: a preset is named, and a name whose settings differ "
+              "between datasets carries its config hash.",
             f"Friedman χ²_F = {fr.statistic:.3f}, p = {fr.p_value:.3g} (Iman–Davenport F_F = {fr.iman_davenport:.3f}, "
             f"p = {fr.iman_davenport_p:.3g}); Nemenyi critical difference CD = {ne.cd:.3f} at α = {alpha:g} "
             f"(Demšar 2006). Ranks closer than CD are joined in the diagram.",
