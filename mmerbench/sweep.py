@@ -104,7 +104,7 @@ class Cell:
 @dataclass
 class CellResult:
     cell: Cell
-    status: str  # "ran", "resumed", "skipped", "failed"
+    status: str  # "ran", "resumed", "skipped" (finished before), "incompatible" (task the method lacks), "failed"
     seconds: float = 0.0
     config_hash: str | None = None
     folder: str | None = None
@@ -298,6 +298,20 @@ def run_cell(cell: Cell, log: str) -> CellResult:
 # ---------------------------------------------------------------------------- the sweep
 
 
+def _incompatible(cell: Cell) -> str | None:
+    """Why ``cell``'s method cannot run on its dataset's task at all, or None (unknown names fail later)."""
+    from mmerbench.data.registry import get_entry
+    from mmerbench.registry import get_method
+
+    try:
+        tasks, task = get_method(cell.method).tasks, get_entry(cell.dataset).spec.task
+    except (MmerbenchError, AttributeError):
+        return None
+    if task in tasks:
+        return None
+    return f"{cell.method} handles {', '.join(tasks)} tasks, not {task}"
+
+
 def sweep(req: SweepRequest, progress: Callable[[str], None] | None = None) -> SweepReport:
     """Run (or submit) every unfinished cell of the sweep; finished ones are skipped."""
     from mmerbench.runner import prepare
@@ -311,6 +325,10 @@ def sweep(req: SweepRequest, progress: Callable[[str], None] | None = None) -> S
     pending: list[tuple[int, Cell, str]] = []
     for i, cell in enumerate(cells):
         log = str(folder / f"{i + 1:04d}-{_slug(cell.method)}-{_slug(cell.dataset)}-seed{cell.seed}.log")
+        why = _incompatible(cell)
+        if why:  # BR on a regression set: an impossible pair, not a failure
+            out[i] = CellResult(cell, "incompatible", error=why)
+            continue
         try:
             prep = prepare(cell.request())
         except MmerbenchError as exc:  # e.g. a setting the method lacks: this cell fails, the others go on
@@ -327,7 +345,9 @@ def sweep(req: SweepRequest, progress: Callable[[str], None] | None = None) -> S
             continue
         pending.append((i, cell, log))
     skipped = sum(r is not None and r.status == "skipped" for r in out)
-    say(f"sweep: {len(cells)} runs, {skipped} already finished, {len(pending)} to run ({req.launcher}); logs in {folder}")
+    odd = sum(r is not None and r.status == "incompatible" for r in out)
+    say(f"sweep: {len(cells)} runs, {skipped} already finished, " + (f"{odd} incompatible (task), " if odd else "")
+        + f"{len(pending)} to run ({req.launcher}); logs in {folder}")
     if pending:
         folder.mkdir(parents=True, exist_ok=True)
         if req.launcher == "local":
@@ -408,10 +428,12 @@ def format_report(report: SweepReport) -> str:
         keys = next((k for k in HEADLINE.values() if set(k) <= set(r.metrics)), ())[:3]
         shown = ", ".join(f"{k} {r.metrics[k]:.4f}" for k in keys)
         rows.append([r.cell.method, r.cell.dataset, r.config_hash or "", r.cell.seed, r.status,
-                     f"{r.seconds:.1f}" if r.status != "skipped" else "",
-                     shown if r.status != "failed" else f"{r.error}  (log: {r.log})"])
+                     f"{r.seconds:.1f}" if r.status not in ("skipped", "incompatible") else "",
+                     f"{r.error}  (log: {r.log})" if r.status == "failed" else r.error if r.status == "incompatible"
+                     else shown])
     table = tabulate(rows, headers=["method", "dataset", "config", "seed", "status", "s", "test / error"],
                      disable_numparse=True)
-    counts = ", ".join(f"{report.count(s)} {s}" for s in ("ran", "resumed", "skipped", "failed") if report.count(s))
+    counts = ", ".join(f"{report.count(s)} {s}" for s in ("ran", "resumed", "skipped", "incompatible", "failed")
+                       if report.count(s))
     logs = f" Logs: {report.folder}" if report.folder.is_dir() else ""
     return f"{table}\n\n{len(report.results)} runs: {counts}; {report.seconds:.0f} s.{logs}"

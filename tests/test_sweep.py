@@ -215,3 +215,15 @@ def test_cells_are_picklable_for_submitit():
 
     cell = Cell("mlp", ALIGNED, 3, preset="small", overrides=("hidden=8",))
     assert pickle.loads(pickle.dumps(cell)) == cell
+
+
+def test_impossible_pairs_are_reported_as_incompatible_not_failed(tmp_path, data_dir):
+    """BR on a sentiment (regression) twin cannot run at all: listed as incompatible, and the sweep exits 0."""
+    runs = tmp_path / "runs"
+    out = CliRunner().invoke(cli, ["sweep", "--methods", "br", "--datasets", ALIGNED, "synth-mosi", "--seeds", "1",
+                                   "--scale", str(TINY_SCALE), "--data-dir", data_dir, "--runs-dir", str(runs),
+                                   "--device", "cpu"])
+    assert out.exit_code == 0, out.output
+    assert "2 runs: 1 ran, 1 incompatible" in out.output
+    assert "br handles multilabel tasks, not regression" in out.output
+    assert not (runs / "synth-mosi").exists()
