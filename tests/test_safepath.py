@@ -1,0 +1,132 @@
+"""Names read from files and the one path join the writers use: the rule, and the second line behind it."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import yaml
+
+from mmerbench import results
+from mmerbench.data import dataset as dataset_module
+from mmerbench.data import spec as spec_module
+from mmerbench.data.readers import canonical
+from mmerbench.data.readers.canonical import write_canonical
+from mmerbench.data.registry import get_entry, list_datasets, load_dataset
+from mmerbench.errors import DataError
+from mmerbench.safepath import check_distinct, check_label, check_name, join
+
+from readerkit import expect_data_error, small
+
+
+@pytest.mark.parametrize("name", ["mosei-aligned", "text", "va_audio", "seed-1", "a.b", "_x", "-x", "A" * 100])
+def test_plain_names_pass(name):
+    assert check_name(name, where="f", field="modality name") == name
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", ".hidden", "../x", "a/b", "a\\b", "/abs", "a\x00b", "a b",
+                                  "<img src=x onerror=alert(1)>", "é", "A" * 101, 3, None])
+def test_other_names_are_refused_naming_file_and_field(name):
+    msg = expect_data_error(lambda: check_name(name, where="spec.yaml", field="modality name"),
+                            "spec.yaml", "modality name", "not a plain name")
+    assert len(msg) < 300  # a 10,000-character name is cut short in the sentence
+
+
+def test_names_equal_but_for_case_are_refused():
+    check_distinct(["text", "audio"], where="f", field="modality name")
+    expect_data_error(lambda: check_distinct(["Text", "audio", "text"], where="f", field="modality name"),
+                      "'text'", "'Text'", "differ only in case")
+    expect_data_error(lambda: check_distinct(["a", "a"], where="f", field="label name"), "occurs twice")
+
+
+def test_every_registered_label_name_passes_the_label_rule():
+    # Label names never reach a path, so their rule is looser; no real dataset's names may fail it.
+    seen = 0
+    for name in list_datasets():
+        for label in get_entry(name).spec.labels:
+            check_label(label, where=name)
+            seen += 1
+    assert seen > 50
+    for ok in ("surprise", "Happy", "emotion_1", "no emotion", "愤怒", "<b>bold</b>"):
+        check_label(ok, where="f")
+    for bad in ("", " padded", "new\nline", "nul\x00", "x" * 65, 7):
+        expect_data_error(lambda: check_label(bad, where="vocab.pkl"), "vocab.pkl", "label name")
+
+
+@pytest.mark.parametrize("parts", [("..", "x"), ("a", "../../x"), ("/etc",), ("a\x00",), ("a/b",), ("",), (".",),
+                                   ("x" * 256,)])
+def test_join_refuses_anything_but_plain_components(tmp_path, parts):
+    expect_data_error(lambda: join(tmp_path / "root", *parts), "Refused to write")
+
+
+def test_join_refuses_a_symlink_out_of_the_root(tmp_path):
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (root / "link").symlink_to(outside, target_is_directory=True)
+    expect_data_error(lambda: join(root, "link", "file.npy"), "resolves outside", str(root))
+    assert join(root, "a", "b.npy") == root / "a" / "b.npy"  # not resolved, not created
+    assert not (root / "a").exists()
+
+
+def test_run_store_paths_go_through_the_join(tmp_path):
+    assert results.run_dir(tmp_path, "d", "m", "h", 3) == tmp_path / "d" / "m" / "h" / "seed-3"
+    for bad in ("../d", "d/../../x", os.sep + "abs"):
+        expect_data_error(lambda: results.run_dir(tmp_path, bad, "m", "h", 1), "Refused to write")
+        expect_data_error(lambda: results.profile_path(tmp_path, "d", bad, "h", "cpu", "fp32"), "Refused to write")
+
+
+def _no_name_checks(monkeypatch):
+    """Switch the entry-side rule off everywhere it is imported, leaving only the writers' join."""
+    monkeypatch.setattr(spec_module, "check_names", lambda spec, where: None)
+    monkeypatch.setattr(dataset_module, "check_names", lambda spec, where: None)
+    monkeypatch.setattr(dataset_module, "check_name", lambda name, where, field: name)
+    monkeypatch.setattr(dataset_module, "check_distinct", lambda names, where, field: None)
+    monkeypatch.setattr(canonical, "check_names", lambda spec, where: None)
+    monkeypatch.setattr(canonical, "check_name", lambda name, where, field: name)
+
+
+def _hostile_folder(tmp_path, edit):
+    folder = write_canonical(small("iemocap"), tmp_path / "byod")
+    edit(folder)
+    return folder
+
+
+def _rename_modality(folder, new):
+    meta = yaml.safe_load((folder / "spec.yaml").read_text())
+    meta["spec"]["modalities"] = {new if m == "text" else m: v for m, v in meta["spec"]["modalities"].items()}
+    (folder / "spec.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+    for split in ("train", "valid", "test"):
+        with canonical.np.load(folder / f"{split}.npz") as z:
+            arrays = {k: z[k] for k in z.files}
+        for k in list(arrays):
+            if k == "text" or k.startswith("text_"):
+                arrays[new + k[len("text"):]] = arrays.pop(k)
+        canonical.np.savez(folder / f"{split}.npz", **arrays)
+
+
+def _add_extra(folder, name):
+    for split in ("train", "valid", "test"):
+        with canonical.np.load(folder / f"{split}.npz") as z:
+            arrays = {k: z[k] for k in z.files}
+        arrays[f"extra_{name}"] = canonical.np.zeros((len(arrays["ids"]), 2), dtype=canonical.np.float32)
+        canonical.np.savez(folder / f"{split}.npz", **arrays)
+
+
+TRAVERSAL = "../../../../elsewhere/X"
+
+
+@pytest.mark.parametrize("edit", [lambda f: _rename_modality(f, TRAVERSAL), lambda f: _add_extra(f, TRAVERSAL)],
+                         ids=["modality", "extra"])
+def test_the_cache_writer_refuses_a_traversal_name_with_the_validator_switched_off(tmp_path, monkeypatch, edit):
+    work = tmp_path / "a" / "b" / "c" / "d"  # deep enough that the traversal lands inside tmp_path
+    folder = _hostile_folder(work, edit)
+    data_root = work / "data"
+    (work / "elsewhere").mkdir()  # where the name points (from the cache's split folder), so a write would succeed
+    expect_data_error(lambda: load_dataset(str(folder), data_dir=data_root), TRAVERSAL)  # the rule, on
+    _no_name_checks(monkeypatch)
+    before = sorted(p for p in tmp_path.rglob("*") if not p.is_relative_to(data_root))
+    expect_data_error(lambda: load_dataset(str(folder), data_dir=data_root), "Refused to write")
+    after = sorted(p for p in tmp_path.rglob("*") if not p.is_relative_to(data_root))
+    assert after == before  # nothing written outside the data root
+    assert not any(p.name.startswith("X") for p in tmp_path.rglob("*"))
