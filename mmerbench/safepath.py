@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import re
+import reprlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -35,10 +36,15 @@ NAME_RULE = f"letters, digits, '_', '.' and '-' only, not starting with '.', at 
 _NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
 
 
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 60
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict = 2, 4, 4
+
+
 def shown(value: object) -> str:
-    """repr() of a value, cut short: an error about a 10,000-character name stays one readable line."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    """repr() of a value, cut short: an error about a 10,000-character name, or about a YAML alias
+    nested to millions of items, stays one readable line (and is never expanded in full)."""
+    return _REPR.repr(value)
 
 
 def is_plain_name(name: object) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import pytest
-import yaml
 
 from mmerbench import results
 from mmerbench.data import dataset as dataset_module
@@ -16,7 +15,7 @@ from mmerbench.data.registry import get_entry, list_datasets, load_dataset
 from mmerbench.errors import DataError
 from mmerbench.safepath import check_distinct, check_label, check_name, join
 
-from readerkit import expect_data_error, small
+from readerkit import add_extra, expect_data_error, rename_modality, small
 
 
 @pytest.mark.parametrize("name", ["mosei-aligned", "text", "va_audio", "seed-1", "a.b", "_x", "-x", "A" * 100])
@@ -92,31 +91,10 @@ def _hostile_folder(tmp_path, edit):
     return folder
 
 
-def _rename_modality(folder, new):
-    meta = yaml.safe_load((folder / "spec.yaml").read_text())
-    meta["spec"]["modalities"] = {new if m == "text" else m: v for m, v in meta["spec"]["modalities"].items()}
-    (folder / "spec.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
-    for split in ("train", "valid", "test"):
-        with canonical.np.load(folder / f"{split}.npz") as z:
-            arrays = {k: z[k] for k in z.files}
-        for k in list(arrays):
-            if k == "text" or k.startswith("text_"):
-                arrays[new + k[len("text"):]] = arrays.pop(k)
-        canonical.np.savez(folder / f"{split}.npz", **arrays)
-
-
-def _add_extra(folder, name):
-    for split in ("train", "valid", "test"):
-        with canonical.np.load(folder / f"{split}.npz") as z:
-            arrays = {k: z[k] for k in z.files}
-        arrays[f"extra_{name}"] = canonical.np.zeros((len(arrays["ids"]), 2), dtype=canonical.np.float32)
-        canonical.np.savez(folder / f"{split}.npz", **arrays)
-
-
 TRAVERSAL = "../../../../elsewhere/X"
 
 
-@pytest.mark.parametrize("edit", [lambda f: _rename_modality(f, TRAVERSAL), lambda f: _add_extra(f, TRAVERSAL)],
+@pytest.mark.parametrize("edit", [lambda f: rename_modality(f, "text", TRAVERSAL), lambda f: add_extra(f, TRAVERSAL)],
                          ids=["modality", "extra"])
 def test_the_cache_writer_refuses_a_traversal_name_with_the_validator_switched_off(tmp_path, monkeypatch, edit):
     work = tmp_path / "a" / "b" / "c" / "d"  # deep enough that the traversal lands inside tmp_path

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
-from mmerbench.safepath import check_distinct, check_label, check_name
+from mmerbench.safepath import check_distinct, check_label, check_name, shown
 
 Task = Literal["multilabel", "multiclass", "regression", "binary"]
 TASKS: tuple[str, ...] = ("multilabel", "multiclass", "regression", "binary")
@@ -44,7 +44,7 @@ class DatasetSpec:
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
-            raise ValueError(f"Expected `task` to be one of {TASKS}, but got {self.task!r}")
+            raise ValueError(f"Expected `task` to be one of {TASKS}, but got {shown(self.task)}")
 
     @property
     def num_labels(self) -> int:
