@@ -29,7 +29,12 @@ Each ``<split>.npz`` holds exactly these arrays (``N`` = the spec's split size):
 
 Anything else (a missing or unknown array, a wrong shape or dtype, a size that
 disagrees with the spec, a label outside the vocabulary, an object array) is
-refused with one sentence. Non-finite features are set to 0 and counted.
+refused with one sentence. So are names that are not plain names (the spec's
+name, modalities, splits, extras: see :mod:`mmerbench.safepath`), empty
+splits, files that are symlinks out of the folder, and arrays whose ``.npy``
+header declares more data than the archive entry holds or than the spec
+allows (checked before numpy allocates). Non-finite features are set to 0 and
+counted.
 Folders are written atomically: into a temporary sibling, then renamed.
 """
 
