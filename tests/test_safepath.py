@@ -108,3 +108,16 @@ def test_the_cache_writer_refuses_a_traversal_name_with_the_validator_switched_o
     after = sorted(p for p in tmp_path.rglob("*") if not p.is_relative_to(data_root))
     assert after == before  # nothing written outside the data root
     assert not any(p.name.startswith("X") for p in tmp_path.rglob("*"))
+
+
+def test_the_run_store_refuses_a_traversal_dataset_name_with_the_validator_switched_off(tmp_path, monkeypatch):
+    from mmerbench.runner import RunRequest, prepare
+
+    work = tmp_path / "a" / "b"
+    folder = _hostile_folder(work, lambda f: None)
+    meta = (folder / "spec.yaml").read_text().replace("name: iemocap", "name: ../../../elsewhere")
+    (folder / "spec.yaml").write_text(meta)
+    req = RunRequest(method="linear", dataset=str(folder), runs_dir=str(work / "runs"))
+    expect_data_error(lambda: prepare(req), "spec's name", "not a plain name")  # the rule, on
+    _no_name_checks(monkeypatch)
+    expect_data_error(lambda: prepare(req), "Refused to write under", str(work / "runs"))

@@ -330,7 +330,14 @@ def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 def is_folder_path(name: str) -> bool:
     """Whether a --dataset value names a folder rather than a registered dataset."""
-    return os.sep in name or "/" in name or name.startswith((".", "~")) or Path(name).is_dir()
+    return os.sep in name or "/" in name or name.startswith((".", "~")) or _is_dir(Path(name))
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        return False
 
 
 def folder_entry(name: str):
@@ -338,7 +345,7 @@ def folder_entry(name: str):
     from mmerbench.data.registry import DataFormat, DatasetEntry
 
     folder = Path(name).expanduser()
-    if not folder.is_dir():
+    if not _is_dir(folder):
         raise DataError(f"{folder} is not a folder (nor a registered dataset name); a canonical dataset folder "
                         f"holds {', '.join(FILES)}.")
     spec, _ = read_spec_yaml(folder / SPEC_FILE)
