@@ -38,6 +38,14 @@ field's code):
   exactly 0 counts as negative, as in the authors' code); 0.0 when every
   truth is 0.
 
+Which splits a metric can score: every metric here is defined on any
+non-empty split, whatever labels it lacks. A label or class with no sample
+in a split is normal (a rare emotion in a small test set) and scores by the
+conventions above (its F1 or recall is 0; ``ua`` averages over the classes
+present), so the data layer refuses only empty splits, and these functions
+refuse empty input. A metric that needs both classes of every label (a
+per-label ROC-AUC, say) would have to refuse such a split itself.
+
 Metadata: :data:`METRICS` maps each key to a :class:`MetricInfo` (display
 name, direction, tasks); :func:`metric_info` and :func:`direction` also
 resolve the per-label families ``f1_<label>`` and ``acc_<class>``.

@@ -395,7 +395,7 @@ def profile(req: ProfileRequest) -> ProfileResult:
     path = None
     if req.write:
         root = paths.runs_root(req.runs_dir)
-        path = results.profile_path(root, req.dataset, req.method, prep.config_hash, record["device"], dtype)
+        path = results.profile_path(root, prep.config["dataset"], req.method, prep.config_hash, record["device"], dtype)
         results.write_json(path, record)
     return ProfileResult(record, path, prep.config_hash)  # type: ignore[arg-type]
 

@@ -29,6 +29,8 @@ from typing import Any, TypedDict
 import numpy as np
 import yaml
 
+from mmerbench.safepath import join
+
 METRICS_FILE = "metrics.json"
 SPLITS_SCORED = ("valid", "test")
 
@@ -45,13 +47,18 @@ class RunMetrics(TypedDict):
     decision: Decision
 
 
+def config_dir(runs_root: Path, dataset: str, method: str, config_hash: str) -> Path:
+    """The folder of one config's runs; every store path is built here, refused if it would leave the store."""
+    return join(runs_root, dataset, method, config_hash)
+
+
 def run_dir(runs_root: Path, dataset: str, method: str, config_hash: str, seed: int) -> Path:
-    return Path(runs_root) / dataset / method / config_hash / f"seed-{seed}"
+    return join(config_dir(runs_root, dataset, method, config_hash), f"seed-{seed}")
 
 
 def profile_path(runs_root: Path, dataset: str, method: str, config_hash: str, device: str, dtype: str) -> Path:
     """Where the profile of one config on one device kind ("cpu", "cuda") and dtype ("fp32", "bf16") lives."""
-    return Path(runs_root) / dataset / method / config_hash / "profile" / f"{device}-{dtype}.json"
+    return join(config_dir(runs_root, dataset, method, config_hash), "profile", f"{device}-{dtype}.json")
 
 
 class ProfileRecord(TypedDict, total=False):

@@ -74,3 +74,42 @@ def assert_features_equal(got: Dataset, want: Dataset, modalities=None) -> None:
             assert x.dtype == np.float32
             np.testing.assert_array_equal(x, np.asarray(want[split].inputs[m]), err_msg=f"{split}/{m}")
             np.testing.assert_array_equal(got[split].masks[m], want[split].masks[m], err_msg=f"{split}/{m} mask")
+
+
+def edit_npz(folder: Path, edit) -> None:
+    """Rewrite each split's .npz of a canonical folder: ``edit(arrays, split)`` changes the dict in place."""
+    for split in SPLITS:
+        path = Path(folder) / f"{split}.npz"
+        with np.load(path) as z:
+            arrays = {k: z[k] for k in z.files}
+        edit(arrays, split)
+        np.savez(path, **arrays)
+
+
+def edit_spec_yaml(folder: Path, edit) -> None:
+    """Rewrite a canonical folder's spec.yaml: ``edit(meta)`` changes the loaded mapping in place."""
+    import yaml
+
+    path = Path(folder) / "spec.yaml"
+    meta = yaml.safe_load(path.read_text())
+    edit(meta)
+    path.write_text(yaml.safe_dump(meta, sort_keys=False))
+
+
+def rename_modality(folder: Path, old: str, new: str) -> None:
+    """Rename a modality in a canonical folder's spec and in its arrays (`old`, `old_lengths`, `old_mask`)."""
+    def spec(meta):
+        meta["spec"]["modalities"] = {new if m == old else m: v for m, v in meta["spec"]["modalities"].items()}
+
+    def arrays(a, split):
+        for k in list(a):
+            if k == old or k in (f"{old}_lengths", f"{old}_mask"):
+                a[new + k[len(old):]] = a.pop(k)
+
+    edit_spec_yaml(folder, spec)
+    edit_npz(folder, arrays)
+
+
+def add_extra(folder: Path, name: str) -> None:
+    """Add an ``extra_<name>`` array (zeros, two columns) to every split of a canonical folder."""
+    edit_npz(folder, lambda a, split: a.__setitem__(f"extra_{name}", np.zeros((len(a["ids"]), 2), np.float32)))

@@ -435,6 +435,7 @@ S2 = [[0.9, 0.1], [0.2, 0.8]]
         (lambda: M.binary(y_true=[0, 2], y_score=[0.1, 0.2]), "`y_true` to be binary"),
         (lambda: M.binary(y_true=[0, 1], y_score=[0.1, np.nan]), "`y_score` to be finite"),
         (lambda: M.binary(y_true=[0, 1], y_score=[0.1, 0.2, 0.3]), "same shape"),
+        (lambda: M.binary(y_true=[], y_score=[]), "non-empty"),  # no metric over an empty split, any task
     ],
 )
 def test_invalid_input_raises(call, match):

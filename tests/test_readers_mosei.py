@@ -24,6 +24,8 @@ from mmerbench.data.safe_pickle import safe_load
 from mmerbench.data.spec import SPLITS
 from mmerbench.errors import DataError
 
+from readerkit import expect_data_error
+
 SIZES = {"train": 12, "valid": 5, "test": 7}
 SHUFFLED = ("anger", "happy", "fear", "sad", "disgust", "surprise")
 
@@ -194,16 +196,20 @@ def test_ids_when_present(tmp_path):
     assert read_aligned([pt])["train"].ids[3] == "vid_3"
 
 
-def test_empty_split_is_allowed(tmp_path):
+@pytest.mark.parametrize("split", ["train", "valid", "test"])
+def test_empty_split_is_refused(tmp_path, split):
+    # The reader reads an empty list as zero samples; the common check every reader's output
+    # passes (Dataset.validate, via read_format and the cache) refuses it, naming the file and split.
     ds = make_ds(sizes={"train": 4, "valid": 3, "test": 2})
     pt = write_aligned_pt(ds, tmp_path / "t.pt", feature_container="list")
 
     def empty(d):
-        d["test"] = {"src-text": [], "src-audio": [], "src-visual": [], "tgt": []}
+        d[split] = {"src-text": [], "src-audio": [], "src-visual": [], "tgt": []}
 
     _rewrite(pt, empty)
-    out = read_aligned([pt]).validate()
-    assert len(out["test"]) == 0 and out.spec.splits["test"] == 0
+    out = read_aligned([pt])
+    assert len(out[split]) == 0
+    expect_data_error(out.validate, str(pt), f"the {split} split holds no samples")
 
 
 # ---------------------------------------------------------------- aligned: refusals

@@ -23,6 +23,8 @@ import numpy as np
 
 from mmerbench.data.dataset import Dataset, LoadReport, Split
 from mmerbench.data.spec import DatasetSpec
+from mmerbench.errors import DataError
+from mmerbench.safepath import join
 
 CACHE_VERSION = 1
 MANIFEST = "manifest.json"
@@ -44,7 +46,9 @@ def load_or_build(entry: Path, fp: dict[str, Any], build: Callable[[], Dataset])
     ds = build()
     write(entry, ds, fp)
     out = load(entry, fp)
-    assert out is not None, f"cache entry {entry} unreadable right after writing"
+    if out is None:  # a file system that lost the write, or a dataset the spec check let through
+        raise DataError(f"The cache entry {entry} could not be read back right after it was written; "
+                        f"delete that folder and try again.")
     out.report.from_cache = False
     return out
 
@@ -78,21 +82,35 @@ def load(entry: Path, fp: dict[str, Any] | None = None) -> Dataset | None:
         return None
 
 
+def _check_file_names(modalities: Any, extras: Any, where: Path) -> None:
+    """Two arrays must not share a file (a modality named ``labels`` or ``x.mask``, or names equal but for case)."""
+    owners: dict[str, str] = {}
+    names = [(f"{m}.npy", f"modality {m!r}") for m in modalities]
+    names += [(f"{m}.mask.npy", f"the mask of {m!r}") for m in modalities]
+    names += [("labels.npy", "the labels"), ("ids.npy", "the ids")]
+    names += [(f"extra.{k}.npy", f"extra {k!r}") for k in extras]
+    for file, owner in names:
+        other = owners.setdefault(file.casefold(), owner)
+        if other != owner:
+            raise DataError(f"Refused to write the cache in {where}: {owner} and {other} would share one file.")
+
+
 def write(entry: Path, ds: Dataset, fp: dict[str, Any]) -> None:
     entry.parent.mkdir(parents=True, exist_ok=True)
     tmp = entry.parent / f".{entry.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
         splits_meta = {}
         for split, s in ds.splits.items():
-            d = tmp / split
+            d = join(tmp, split)
             d.mkdir(parents=True)
+            _check_file_names(ds.spec.modalities, s.extras, d)
             for m in ds.spec.modalities:
-                np.save(d / f"{m}.npy", np.ascontiguousarray(s.inputs[m], dtype=np.float32))
-                np.save(d / f"{m}.mask.npy", np.asarray(s.masks[m], dtype=bool))
-            np.save(d / "labels.npy", np.asarray(s.labels))
-            np.save(d / "ids.npy", np.asarray(s.ids).astype(str), allow_pickle=False)
+                np.save(join(d, f"{m}.npy"), np.ascontiguousarray(s.inputs[m], dtype=np.float32))
+                np.save(join(d, f"{m}.mask.npy"), np.asarray(s.masks[m], dtype=bool))
+            np.save(join(d, "labels.npy"), np.asarray(s.labels))
+            np.save(join(d, "ids.npy"), np.asarray(s.ids).astype(str), allow_pickle=False)
             for k, v in s.extras.items():
-                np.save(d / f"extra.{k}.npy", np.asarray(v), allow_pickle=False)
+                np.save(join(d, f"extra.{k}.npy"), np.asarray(v), allow_pickle=False)
             splits_meta[split] = {"n": len(s), "extras": sorted(s.extras)}
         manifest = {
             "spec": ds.spec.to_dict(),

@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from mmerbench.data.spec import SPLITS, DatasetSpec
+from mmerbench.data.spec import SPLITS, DatasetSpec, check_names
 from mmerbench.errors import DataError
+from mmerbench.safepath import check_distinct, check_name
 
 
 @dataclass
@@ -56,14 +57,27 @@ class Dataset:
         return self.splits[split]
 
     def validate(self) -> "Dataset":
-        """Check every array against the spec; raise DataError naming the first mismatch."""
+        """Check names, split sizes and every array against the spec; raise DataError naming the first mismatch.
+
+        Every reader's output passes through here (so does the cache's), which
+        makes it the one place where a name that would reach a path, or an
+        empty split, is refused for every format.
+        """
         spec = self.spec
+        source = self.report.source or spec.name
+        check_names(spec, where=source)
         for split in SPLITS:
             if split not in self.splits:
                 raise DataError(f"{spec.name}: split {split!r} is missing.")
         for split, s in self.splits.items():
             n = len(s)
+            if n == 0:  # no metric is defined over no samples, and nothing can be trained on none
+                raise DataError(f"{source}: the {split} split holds no samples; each of "
+                                f"{', '.join(SPLITS)} needs at least one.")
             where = f"{spec.name}/{split}"
+            for k in s.extras:
+                check_name(k, where=f"{source} ({split})", field="extra name")
+            check_distinct(s.extras, where=f"{source} ({split})", field="extra name")
             if s.ids.shape != (n,):
                 raise DataError(f"{where}: expected {n} ids, but got shape {s.ids.shape}.")
             _check_labels(spec, s.labels, where)

@@ -106,8 +106,7 @@ def verify(name: str, *, data_dir: str | os.PathLike | None = None, scale: float
            seed: int | None = None) -> VerifyReport:
     """Read `name` from its files (or generate its twin) and check it; see the module docstring."""
     entry = get_entry(name)
-    if entry.synthetic:
-        assert entry.generate is not None
+    if entry.generate is not None:  # a synthetic twin
         scale = DEFAULT_TWIN_SCALE if scale is None else float(scale)
         seed = DEFAULT_TWIN_SEED if seed is None else int(seed)
         if not 0 < scale <= 1:

@@ -24,6 +24,7 @@ from mmerbench.data.dataset import Dataset
 from mmerbench.data.spec import DatasetSpec, SourceSpec
 from mmerbench.errors import DataError
 from mmerbench.registry import Registry
+from mmerbench.safepath import join
 
 DEFAULT_TWIN_SCALE = 0.2  # a fifth of the real split sizes
 DEFAULT_TWIN_SEED = 0
@@ -147,16 +148,15 @@ def load_dataset(
     """Load a registered dataset (real from the data root, or a synthetic twin), cached."""
     entry = get_entry(name)
     cache = paths.cache_root(data_dir)
-    if entry.synthetic:
+    if entry.generate is not None:  # a synthetic twin
         scale = DEFAULT_TWIN_SCALE if scale is None else float(scale)
         seed = DEFAULT_TWIN_SEED if seed is None else int(seed)
         if not 0 < scale <= 1:
             raise DataError(f"Expected `scale` in (0, 1], but got {scale}.")
         fp = {"generator_version": entry.reader_version, "scale": scale, "seed": seed}
         key = f"{name}-scale{scale:g}-seed{seed}"
-        assert entry.generate is not None
         gen = entry.generate
-        return load_or_build(cache / key, fingerprint([], **fp), lambda: gen(scale, seed).validate())
+        return load_or_build(join(cache, key), fingerprint([], **fp), lambda: gen(scale, seed).validate())
     if scale is not None or seed is not None:
         raise DataError(f"`scale` and `seed` apply to synthetic twins only, not to {name!r}.")
     fmt = found_format(name, data_dir)
@@ -164,7 +164,7 @@ def load_dataset(
         raise DataError(absent_message(name, data_dir))
     files = format_files(fmt, data_dir)
     fp = fingerprint(files, reader=fmt.name, reader_version=fmt.version)
-    return load_or_build(cache / entry.name, fp, lambda: read_format(fmt, files))
+    return load_or_build(join(cache, entry.name), fp, lambda: read_format(fmt, files))
 
 
 def read_format(fmt: DataFormat, files: list[Path]) -> Dataset:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
+from mmerbench.safepath import check_distinct, check_label, check_name, shown
+
 Task = Literal["multilabel", "multiclass", "regression", "binary"]
 TASKS: tuple[str, ...] = ("multilabel", "multiclass", "regression", "binary")
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
@@ -42,7 +44,7 @@ class DatasetSpec:
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
-            raise ValueError(f"Expected `task` to be one of {TASKS}, but got {self.task!r}")
+            raise ValueError(f"Expected `task` to be one of {TASKS}, but got {shown(self.task)}")
 
     @property
     def num_labels(self) -> int:
@@ -74,3 +76,19 @@ class DatasetSpec:
             src["files"] = tuple(src["files"])
             d["source"] = SourceSpec(**src)
         return cls(**d)
+
+
+def check_names(spec: DatasetSpec, *, where: str) -> None:
+    """Hold every name in ``spec`` that may reach a path to the plain-name rule (labels to the label rule).
+
+    ``where`` names the file the spec came from; the error names it and the field.
+    """
+    check_name(spec.name, where=where, field="the spec's name")
+    for m in spec.modalities:
+        check_name(m, where=where, field="modality name")
+    check_distinct(spec.modalities, where=where, field="modality name")
+    for s in spec.splits:
+        check_name(s, where=where, field="split name")
+    for label in spec.labels:
+        check_label(label, where=where)
+    check_distinct(spec.labels, where=where, field="label name")

@@ -520,7 +520,8 @@ def lookup(spec: RunSpec, runs_dir: str | os.PathLike | None, *, scale: float | 
                                   data_seed=data_seed if spec.dataset.startswith("synth-") else None))
     except MmerbenchError as e:
         return Ours("not_available", str(e), spec=spec)
-    folder = paths.runs_root(None if runs_dir is None else str(runs_dir)) / spec.dataset / spec.method / prep.config_hash
+    folder = results.config_dir(paths.runs_root(None if runs_dir is None else str(runs_dir)), spec.dataset,
+                                spec.method, prep.config_hash)
     per_seed = {}
     for sd in sorted(folder.glob("seed-*")):
         try:

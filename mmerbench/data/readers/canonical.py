@@ -29,13 +29,19 @@ Each ``<split>.npz`` holds exactly these arrays (``N`` = the spec's split size):
 
 Anything else (a missing or unknown array, a wrong shape or dtype, a size that
 disagrees with the spec, a label outside the vocabulary, an object array) is
-refused with one sentence. Non-finite features are set to 0 and counted.
+refused with one sentence. So are names that are not plain names (the spec's
+name, modalities, splits, extras: see :mod:`mmerbench.safepath`), empty
+splits, files that are symlinks out of the folder, and arrays whose ``.npy``
+header declares more data than the archive entry holds or than the spec
+allows (checked before numpy allocates). Non-finite features are set to 0 and
+counted.
 Folders are written atomically: into a temporary sibling, then renamed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import shutil
 import uuid
@@ -48,8 +54,9 @@ import yaml
 
 from mmerbench.data.dataset import Dataset, LoadReport, zero_nonfinite
 from mmerbench.data.readers.common import finish_split
-from mmerbench.data.spec import SPLITS, DatasetSpec
+from mmerbench.data.spec import SPLITS, DatasetSpec, check_names
 from mmerbench.errors import DataError
+from mmerbench.safepath import check_inside, check_name, shown
 
 FORMAT = "mmerbench-canonical"
 VERSION = 1
@@ -64,6 +71,7 @@ EXTRA_PREFIX = "extra_"
 def read_spec_yaml(path: str | os.PathLike) -> tuple[DatasetSpec, dict[str, Any]]:
     """The spec in ``spec.yaml`` and the file's other fields; a malformed file is one DataError."""
     path = Path(path)
+    check_inside(path, path.parent, action="read")  # a folder is self-contained: no symlink out of it
     try:
         meta = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -76,7 +84,10 @@ def read_spec_yaml(path: str | os.PathLike) -> tuple[DatasetSpec, dict[str, Any]
         raise DataError(f"{path}: expected a mapping with a `spec` mapping (the DatasetSpec).")
     if meta.get("format", FORMAT) != FORMAT:
         raise DataError(f"{path}: format {meta.get('format')!r} is not {FORMAT!r}.")
-    if int(meta.get("version", VERSION) or 0) > VERSION:
+    version = meta.get("version", VERSION)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise DataError(f"{path}: format version {shown(version)} is not a whole number.")
+    if version > VERSION:
         raise DataError(f"{path}: format version {meta.get('version')} is newer than this mmerbench reads ({VERSION}).")
     return _spec_from(meta["spec"], path), meta
 
@@ -89,17 +100,25 @@ def _spec_from(d: dict[str, Any], path: Path) -> DatasetSpec:
         spec = DatasetSpec.from_dict(d)
     except (TypeError, ValueError, KeyError, AttributeError) as e:
         raise DataError(f"{path}: the spec is malformed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}).") from None
-    if not isinstance(spec.name, str) or not spec.name or "/" in spec.name or spec.name.startswith("."):
-        raise DataError(f"{path}: the spec's name must be a plain name, but got {spec.name!r}.")
-    if not spec.labels or not all(isinstance(n, str) for n in spec.labels):
+    if not spec.labels:
         raise DataError(f"{path}: the spec's labels must be a non-empty list of names.")
+    # Scalars must be scalars: a YAML alias can make a field a deeply shared structure that
+    # expands exponentially when printed or hashed.
+    if not isinstance(spec.description, str) or not (spec.twin_of is None or isinstance(spec.twin_of, str)):
+        raise DataError(f"{path}: the spec's description and twin_of must be text.")
+    if isinstance(spec.threshold, bool) or not isinstance(spec.threshold, (int, float)):
+        raise DataError(f"{path}: the spec's threshold must be a number, but got {shown(spec.threshold)}.")
+    if not isinstance(spec.synthetic, bool):
+        raise DataError(f"{path}: the spec's synthetic must be true or false.")
+    check_names(spec, where=str(path))
     for m, ms in spec.modalities.items():
         if not all(isinstance(v, int) and v > 0 for v in (ms.dim, ms.length)):
             raise DataError(f"{path}: modality {m!r} needs a positive whole dim and length.")
         if m in ("labels", "ids") or m.startswith(EXTRA_PREFIX) or m.endswith(("_lengths", "_mask")):
             raise DataError(f"{path}: {m!r} cannot name a modality (it names another array).")
-    if sorted(spec.splits) != sorted(SPLITS) or any(v < 0 for v in spec.splits.values()):
-        raise DataError(f"{path}: the spec's splits must give a size for each of {', '.join(SPLITS)}.")
+    if sorted(spec.splits) != sorted(SPLITS) or any(v < 1 for v in spec.splits.values()):
+        raise DataError(f"{path}: the spec's splits must give a size of at least 1 for each of {', '.join(SPLITS)} "
+                        f"(an empty split is refused), but got {spec.splits}.")
     if spec.task == "binary" and len(spec.labels) != 1:
         raise DataError(f"{path}: a binary spec names one label (the positive class), but got {list(spec.labels)}.")
     return spec
@@ -117,12 +136,15 @@ def read_canonical(files: list[Path]) -> Dataset:
         splits[split] = _read_split(spec, split, path, report)
     src = meta.get("source_note")
     if src:
-        report.notes.append(str(src))
+        if not isinstance(src, str):
+            raise DataError(f"{files[0]}: source_note must be text.")
+        report.notes.append(src)
     return Dataset(spec, splits, report)
 
 
 def _read_split(spec: DatasetSpec, split: str, path: Path, report: LoadReport):
     n = spec.splits[split]
+    check_inside(path, path.parent, action="read")
     try:
         z = np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -139,32 +161,35 @@ def _read_split(spec: DatasetSpec, split: str, path: Path, report: LoadReport):
         if missing:
             raise DataError(f"{path}: array(s) {', '.join(missing)} missing (present: {', '.join(sorted(names))}).")
         unknown = sorted(k for k in names - expected - optional if not k.startswith(EXTRA_PREFIX))
+        for k in sorted(names):
+            if k.startswith(EXTRA_PREFIX):  # the part after the prefix names a cache file
+                check_name(k[len(EXTRA_PREFIX):], where=str(path), field="extra name")
         if unknown:
             raise DataError(f"{path}: unknown array(s) {', '.join(unknown)}; expected the modalities "
                             f"{', '.join(spec.modalities)}, their _lengths (and _mask), labels, ids, extra_<name>.")
-        get = lambda k: _array(z, k, path)  # noqa: E731
+        get = lambda k, limit=None: _array(z, k, path, limit)  # noqa: E731
         inputs, masks = {}, {}
         for m, ms in spec.modalities.items():
-            x = get(m)
+            x = get(m, n * ms.length * ms.dim)
             if x.dtype.kind not in "fiu" or x.shape != (n, ms.length, ms.dim):
                 raise DataError(f"{path}: {m!r} must be numbers of shape ({n}, {ms.length}, {ms.dim}) "
                                 f"(spec: {n} {split} samples), but got {x.dtype} {tuple(x.shape)}.")
             with np.errstate(over="ignore", invalid="ignore"):
                 inputs[m] = np.ascontiguousarray(x, dtype=np.float32)
-            lengths = get(f"{m}_lengths")
+            lengths = get(f"{m}_lengths", n)
             if lengths.dtype.kind not in "iu" or lengths.shape != (n,) or (n and (lengths.min() < 0 or lengths.max() > ms.length)):
                 raise DataError(f"{path}: '{m}_lengths' must be whole numbers in [0, {ms.length}] of shape ({n},).")
             mask = np.arange(ms.length)[None, :] < lengths[:, None]
             if f"{m}_mask" in names:
-                given = get(f"{m}_mask")
+                given = get(f"{m}_mask", n * ms.length)
                 if given.dtype != np.bool_ or given.shape != (n, ms.length):
                     raise DataError(f"{path}: '{m}_mask' must be bool of shape ({n}, {ms.length}).")
                 if not np.array_equal(given.sum(1), lengths):
                     raise DataError(f"{path}: '{m}_mask' and '{m}_lengths' disagree on the real steps.")
                 mask = given
             masks[m] = mask
-        y = _labels(spec, get("labels"), n, path)
-        ids = get("ids")
+        y = _labels(spec, get("labels", n * len(spec.labels)), n, path)
+        ids = get("ids", n)
         if ids.dtype.kind not in "US" or ids.shape != (n,):
             raise DataError(f"{path}: 'ids' must be strings of shape ({n},), but got {ids.dtype} {tuple(ids.shape)}.")
         extras = {}
@@ -179,14 +204,43 @@ def _read_split(spec: DatasetSpec, split: str, path: Path, report: LoadReport):
     return finish_split(inputs, y, ids.astype(str), report, split, masks=masks, extras=extras)
 
 
-def _array(z: Any, key: str, path: Path) -> np.ndarray:
+def _array(z: Any, key: str, path: Path, limit: int | None = None) -> np.ndarray:
+    """One array of the archive, read only after its header passed :func:`_check_header`."""
     try:
+        _check_header(z, key, path, limit)
         return z[key]
-    except ValueError:
-        raise DataError(f"{path}: array {key!r} holds Python objects, which are never unpickled.") from None
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+    except DataError:
+        raise
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, KeyError) as e:
         raise DataError(f"Could not read array {key!r} of {path}: the file is truncated or corrupt "
                         f"({type(e).__name__}).") from None
+
+
+def _check_header(z: Any, key: str, path: Path, limit: int | None) -> None:
+    """Refuse an array before numpy allocates it: an object dtype, or a declared size that the archive
+    entry does not hold (numpy allocates the declared size first) or that exceeds ``limit`` elements."""
+    member = f"{key}.npy"
+    if member not in z.zip.namelist():
+        raise DataError(f"{path}: {key!r} is not a .npy array.")
+    info = z.zip.getinfo(member)
+    with z.zip.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise DataError(f"{path}: array {key!r} has .npy format version {version}, which is not read.")
+        header = f.tell()
+    if dtype.hasobject:
+        raise DataError(f"{path}: array {key!r} holds Python objects, which are never unpickled.")
+    items = math.prod(shape)
+    if header + items * dtype.itemsize != info.file_size:
+        raise DataError(f"{path}: array {key!r} declares {items * dtype.itemsize:,} bytes of data but its "
+                        f"archive entry holds {max(info.file_size - header, 0):,}; the file is corrupt or hostile.")
+    if limit is not None and items > limit:
+        raise DataError(f"{path}: array {key!r} declares shape {tuple(shape)}, more values ({items:,}) than the "
+                        f"spec allows ({limit:,}).")
 
 
 def _labels(spec: DatasetSpec, y: np.ndarray, n: int, path: Path) -> np.ndarray:
@@ -276,7 +330,14 @@ def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 def is_folder_path(name: str) -> bool:
     """Whether a --dataset value names a folder rather than a registered dataset."""
-    return os.sep in name or "/" in name or name.startswith((".", "~")) or Path(name).is_dir()
+    return os.sep in name or "/" in name or name.startswith((".", "~")) or _is_dir(Path(name))
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        return False
 
 
 def folder_entry(name: str):
@@ -284,7 +345,7 @@ def folder_entry(name: str):
     from mmerbench.data.registry import DataFormat, DatasetEntry
 
     folder = Path(name).expanduser()
-    if not folder.is_dir():
+    if not _is_dir(folder):
         raise DataError(f"{folder} is not a folder (nor a registered dataset name); a canonical dataset folder "
                         f"holds {', '.join(FILES)}.")
     spec, _ = read_spec_yaml(folder / SPEC_FILE)

@@ -165,7 +165,8 @@ def _univa_labels(ys: Mapping[str, tuple], n: int, labels: tuple[str, ...], spli
             raise DataError(f"{path}: 'labels_class' of split {split!r} differs from the audio file's; both "
                             "files must come from the same release.")
         out = y
-    assert out is not None
+    if out is None:
+        raise DataError(f"Split {split!r} has no 'labels_class' in any modality's file.")
     return out
 
 

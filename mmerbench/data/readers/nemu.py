@@ -79,7 +79,8 @@ def read_nemu(files: list[Path], *, spec: DatasetSpec) -> Dataset:
             shapes = shapes_of(inputs)
         ids = ids_array(sd.get("id"), n, split, where=where_key(pt, split, "id"))
         splits[split] = finish_split(inputs, y, ids, report, split)
-    assert names is not None
+    if names is None:  # unreachable while SPLITS is non-empty; a typed error, not an assert, on a data path
+        raise DataError(f"{pt}: no split was read, so the label names are unknown.")
     report.notes.append(f"labels: {', '.join(names)} ("
                         + ("the file's dict['tgt'])" if vocab is not None else "multi-hot columns; no names published)"))
     modalities = {m: ModalitySpec(dim=d, length=n_) for m, (n_, d) in shapes.items()}
