@@ -27,6 +27,7 @@ import json
 import os
 import shutil
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
@@ -58,12 +59,22 @@ def sha256(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+def _hash_all(files: list[Path]) -> list[str]:
+    # hashlib releases the GIL on large buffers, so files hash in parallel on threads.
+    if len(files) < 2:
+        return [sha256(f) for f in files]
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        return list(pool.map(sha256, files))
+
+
 def _array_hashes(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): sha256(p) for p in sorted(folder.rglob("*.npy"))}
+    files = sorted(folder.rglob("*.npy"))
+    return {p.relative_to(folder).as_posix(): h for p, h in zip(files, _hash_all(files))}
 
 
 def _source_hashes(sources: list[Path]) -> dict[str, str]:
-    return {Path(f).name: sha256(Path(f)) for f in sources}
+    files = [Path(f) for f in sources]
+    return {f.name: h for f, h in zip(files, _hash_all(files))}
 
 
 def verify(entry: Path, sources: list[Path] = ()) -> bool:
