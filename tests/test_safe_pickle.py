@@ -397,6 +397,7 @@ def _arrays() -> dict[str, np.ndarray]:
 def _assert_same_arrays(out: dict, ref: dict) -> None:
     assert out.keys() == ref.keys()
     for k, v in ref.items():
+        assert type(out[k]) is np.ndarray, k  # never the loader's checked subclass
         assert out[k].dtype == v.dtype and out[k].shape == v.shape, k
         assert out[k].tobytes() == v.tobytes(), k
 
@@ -436,3 +437,51 @@ def test_torch_advice_to_load_unsafely_is_never_repeated(tmp_path, monkeypatch, 
         safe_load(p)
     assert "weights_only" not in str(e.value) and "trusted" not in str(e.value)
     assert str(p) in str(e.value) and "\n" not in str(e.value)
+
+
+def _object_array_short_list() -> bytes:
+    """A pickled object array of shape (5,) whose value list holds 2 items.
+
+    numpy's own loader reads past the end of the list (here it returns pieces of the pickle's
+    other objects as the missing elements; elsewhere it can crash)."""
+    raw = pickle.dumps(np.array([1, "x", 3, 4, 5], dtype=object), protocol=2)
+    i = raw.index(b"K\x05\x85")  # shape (5,)
+    assert raw.count(b"K\x05\x85") == 1
+    raw = raw[:i] + b"K\x05\x85" + raw[i + 3:]
+    j = raw.index(b"K\x03K\x04K\x05e")  # drop three of the five values
+    return raw[:j] + b"e" + raw[j + len(b"K\x03K\x04K\x05e"):]
+
+
+@pytest.mark.parametrize("torch_file", [False, True], ids=["pickle", "torch-zip"])
+def test_object_array_whose_values_do_not_match_its_shape_is_refused_not_crashing(tmp_path, torch_file):
+    import subprocess
+    import textwrap
+
+    raw = _object_array_short_list()
+    p = tmp_path / ("bad.pt" if torch_file else "bad.pkl")
+    p.write_bytes(_torch_zip_with(payload=raw) if torch_file else raw)
+    # In a child process: numpy's unchecked path reads memory it does not own and can crash.
+    script = textwrap.dedent(f"""
+        from mmerbench.data.safe_pickle import safe_load
+        from mmerbench.errors import DataError
+        try:
+            safe_load({str(p)!r})
+        except DataError as e:
+            print(e)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "object array of shape (5,) holds 2 values" in out.stdout and str(p) in out.stdout
+
+
+def test_arrays_inside_object_arrays_and_containers_come_back_plain(tmp_path):
+    inner = np.arange(3.0)
+    obj = np.empty(2, dtype=object)
+    obj[0], obj[1] = inner, "s"
+    payload = {"obj": obj, "tup": (inner, [inner]), "ns": argparse.Namespace(a=inner)}
+    p = tmp_path / "nested.pkl"
+    p.write_bytes(pickle.dumps(payload, protocol=2))
+    out = safe_load(p)
+    found = [out["obj"], out["obj"][0], out["tup"][0], out["tup"][1][0], out["ns"].a]
+    assert all(type(a) is np.ndarray for a in found)
+    assert out["tup"][0] is out["tup"][1][0] is out["ns"].a is out["obj"][0]  # shared as in the file

@@ -133,9 +133,8 @@ def budget(file_bytes: int) -> Iterator[None]:
 
 def charge(n: int, what: str) -> None:
     left = _BUDGET.get()
-    if left is None:  # a guarded callable used outside a load: bound it by the slack alone
+    if left is None:  # a guarded callable used outside a load: bound each call by the slack alone
         left = [_SLACK]
-        _BUDGET.set(left)
     if n > left[0]:
         raise Bomb(f"{what} asks for {n:,} bytes, more than a file of this size can describe")
     left[0] -= n
@@ -212,12 +211,70 @@ class _NdarrayName:
 NDARRAY = _NdarrayName()
 
 
+class CheckedArray(np.ndarray):
+    """What ``_reconstruct`` returns until the load ends: an ndarray whose ``__setstate__`` (the
+    pickle's BUILD) refuses an object array whose value list does not match its shape. numpy's
+    own ``__setstate__`` does not check: it reads past the end of a short list, into memory it
+    does not own, which can crash the process. :func:`plain_arrays` turns these back into plain
+    ndarrays."""
+
+    def __setstate__(self, state: Any) -> None:
+        if isinstance(state, tuple) and len(state) in (4, 5):
+            shape, dtype, data = state[-4], state[-3], state[-1]
+            if isinstance(dtype, np.dtype) and dtype.hasobject:
+                n = math.prod(shape) if isinstance(shape, tuple) else -1
+                if not isinstance(data, list) or len(data) != n:
+                    have = f"{len(data)} values" if isinstance(data, list) else type(data).__name__
+                    raise Bomb(f"an object array of shape {shape} holds {have}")
+        super().__setstate__(state)
+
+
 def safe_reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
     """numpy's ``_reconstruct`` (an empty array that BUILD then fills), limited to plain ndarrays of a bounded size."""
     if subtype is not np.ndarray and subtype is not NDARRAY:
         raise Bomb(f"numpy _reconstruct of {getattr(subtype, '__name__', type(subtype).__name__)}")
     charge(_nbytes(shape, dtype), "numpy _reconstruct")
-    return np._core.multiarray._reconstruct(np.ndarray, shape, dtype)
+    return np._core.multiarray._reconstruct(CheckedArray, shape, dtype)
+
+
+def plain_arrays(obj: Any) -> Any:
+    """``obj`` with every :class:`CheckedArray` inside it (containers, object arrays) made a plain ndarray view."""
+    import argparse
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, CheckedArray):  # one view per array, so objects the file shares stay shared
+            v = views.setdefault(id(v), (v, v.view(np.ndarray)))[1]
+        if isinstance(v, tuple) and type(v) is tuple:
+            return tuple(plain(x) for x in v) if any(_holds_arrays(x) for x in v) else v
+        if isinstance(v, (dict, list, np.ndarray, argparse.Namespace)) and id(v) not in seen:
+            seen.add(id(v))
+            stack.append(v)
+        return v
+
+    def _holds_arrays(v: Any) -> bool:
+        return isinstance(v, (np.ndarray, dict, list, tuple, argparse.Namespace))
+
+    seen: set[int] = set()
+    views: dict[int, tuple[CheckedArray, np.ndarray]] = {}  # keeps the key's array alive while its id is used
+    stack: list[Any] = []
+    top = plain(obj)
+    while stack:  # iterative: a hostile file may nest deeper than the recursion limit
+        c = stack.pop()
+        if isinstance(c, dict):
+            for k in list(c):
+                c[k] = plain(c[k])
+        elif isinstance(c, list):
+            for i, x in enumerate(c):
+                c[i] = plain(x)
+        elif isinstance(c, argparse.Namespace):
+            for k, x in vars(c).items():
+                setattr(c, k, plain(x))
+        elif c.dtype.hasobject and c.dtype.fields is None:
+            flat = c.reshape(-1) if c.flags.c_contiguous else None
+            if flat is not None:
+                for i in range(flat.size):
+                    flat[i] = plain(flat[i])
+    return top
 
 
 def safe_scalar(dtype: Any, *args: Any) -> Any:
