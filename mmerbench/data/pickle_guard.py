@@ -26,14 +26,16 @@ from __future__ import annotations
 import codecs
 import contextlib
 import contextvars
+import io
 import math
+import mmap
 import pickletools
 import zipfile
 from typing import Any, BinaryIO, Iterator
 
 import numpy as np
 
-__all__ = ["NDARRAY", "TEXT_ENCODINGS", "Bomb", "budget", "charge", "check_zip", "guarded_globals", "scan"]
+__all__ = ["NDARRAY", "readable_buffer", "TEXT_ENCODINGS", "Bomb", "budget", "charge", "check_zip", "guarded_globals", "scan"]
 
 TEXT_ENCODINGS = {"latin1", "latin-1", "latin_1", "iso-8859-1", "iso8859-1", "l1", "utf-8", "utf8", "ascii"}
 
@@ -48,8 +50,9 @@ class Bomb(Exception):
 
 # ---------------------------------------------------------------------------- opcode scan
 
-_OPS = {op.code.encode("latin-1"): op for op in pickletools.opcodes}
-_MEMO_PUT = {"PUT", "BINPUT", "LONG_BINPUT"}
+# Per opcode byte: how to step over its argument (no argument, fixed width, one or two
+# text lines, or a length-prefixed payload) and whether it writes the memo.
+_NONE, _FIXED, _LINE, _LINES2, _COUNTED, _STOP, _MEMOIZE = range(7)
 _COUNT_WIDTH = {
     pickletools.TAKEN_FROM_ARGUMENT1: (1, False),
     pickletools.TAKEN_FROM_ARGUMENT4: (4, True),
@@ -58,56 +61,94 @@ _COUNT_WIDTH = {
 }
 
 
-def scan(f: BinaryIO, end: int) -> None:
-    """Walk one pickle from the current position of ``f`` to its STOP (``end``: the stream's size).
+def _op_table() -> list[tuple | None]:
+    table: list[tuple | None] = [None] * 256
+    for op in pickletools.opcodes:
+        arg, name = op.arg, op.name
+        if name == "STOP":
+            kind: tuple = (_STOP,)
+        elif name == "MEMOIZE":
+            kind = (_MEMOIZE,)
+        elif arg is None:
+            kind = (_NONE,)
+        elif arg.n >= 0:
+            kind = (_FIXED, arg.n, name)
+        elif arg.n == pickletools.UP_TO_NEWLINE:
+            kind = (_LINES2 if arg.name == "stringnl_noescape_pair" else _LINE, name)
+        else:
+            kind = (_COUNTED, *_COUNT_WIDTH[arg.n], name)
+        table[ord(op.code)] = kind
+    return table
+
+
+_TABLE = _op_table()
+_MEMO_PUT = {"BINPUT", "LONG_BINPUT"}
+
+
+def scan(buf: Any, pos: int, end: int) -> int:
+    """Walk one pickle in ``buf`` (bytes or an mmap) from ``pos`` to its STOP; returns the position after it.
 
     Raises :class:`Bomb` for a declared length past ``end`` or a memo index out of
     sequence; leaves anything else (unknown opcodes, truncation) to the real
-    unpickler, which reports it. On return ``f`` is just after the STOP opcode.
+    unpickler, which reports it. Payloads are stepped over, never copied.
     """
     memo = 0
-    while True:
-        code = f.read(1)
-        op = _OPS.get(code)
-        if op is None:  # end of data or not an opcode: the unpickler will say so
-            return
-        if op.name == "STOP":
-            return
-        if op.name == "MEMOIZE":
-            memo += 1
+    table = _TABLE
+    while pos < end:
+        kind = table[buf[pos]]
+        pos += 1
+        if kind is None:  # not an opcode: the unpickler will say so
+            return pos
+        k = kind[0]
+        if k == _NONE:
             continue
-        arg = op.arg
-        if arg is None:
-            continue
-        if arg.n >= 0:
-            raw = f.read(arg.n)
-            if op.name == "FRAME" and len(raw) == 8:
-                _check_length(int.from_bytes(raw, "little"), f, end, op.name)
-            elif op.name in _MEMO_PUT and len(raw) == arg.n:
-                memo = _check_memo(int.from_bytes(raw, "little"), memo)
-        elif arg.n == pickletools.UP_TO_NEWLINE:
-            line = f.readline(max(end - f.tell(), 0))
-            if op.name == "PUT":
+        if k == _COUNTED:
+            width, signed, name = kind[1], kind[2], kind[3]
+            n = int.from_bytes(buf[pos:pos + width], "little", signed=signed)
+            pos += width
+            if n < 0 or n > end - pos:
+                raise Bomb(f"a {name} opcode declares {n:,} bytes with only {max(end - pos, 0):,} left in the file")
+            pos += n
+        elif k == _FIXED:
+            width, name = kind[1], kind[2]
+            if name == "FRAME" or name in _MEMO_PUT:
+                n = int.from_bytes(buf[pos:pos + width], "little")
+                if name == "FRAME" and n > end - pos - width:
+                    raise Bomb(f"a FRAME opcode declares {n:,} bytes with only {max(end - pos - width, 0):,} "
+                               "left in the file")
+                if name != "FRAME":
+                    memo = _check_memo(n, memo)
+            pos += width
+        elif k == _LINE or k == _LINES2:
+            nl = buf.find(b"\n", pos, end)
+            if nl < 0:
+                return end
+            if kind[1] == "PUT":
                 try:
-                    memo = _check_memo(int(line), memo)
+                    memo = _check_memo(int(buf[pos:nl]), memo)
                 except ValueError:
-                    return
-            if arg.name == "stringnl_noescape_pair":
-                f.readline(max(end - f.tell(), 0))
-        else:
-            width, signed = _COUNT_WIDTH[arg.n]
-            raw = f.read(width)
-            if len(raw) < width:
-                return
-            n = int.from_bytes(raw, "little", signed=signed)
-            _check_length(n, f, end, op.name)
-            f.seek(n, 1)
+                    return end
+            pos = nl + 1
+            if k == _LINES2:
+                nl = buf.find(b"\n", pos, end)
+                pos = end if nl < 0 else nl + 1
+        elif k == _MEMOIZE:
+            memo += 1
+        else:  # STOP
+            return pos
+    return pos
 
 
-def _check_length(n: int, f: BinaryIO, end: int, opname: str) -> None:
-    left = end - f.tell()
-    if n < 0 or n > left:
-        raise Bomb(f"a {opname} opcode declares {n:,} bytes with only {max(left, 0):,} left in the file")
+def readable_buffer(f: BinaryIO) -> Any:
+    """The whole stream as a buffer to scan: a read-only mmap of a real file, else its bytes."""
+    try:
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):  # BytesIO, empty file, a pipe
+        pos = f.tell()
+        f.seek(0)
+        data = f.read()
+        f.seek(pos)
+        return data
 
 
 def _check_memo(index: int, count: int) -> int:
@@ -124,7 +165,7 @@ _BUDGET: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("pick
 @contextlib.contextmanager
 def budget(file_bytes: int) -> Iterator[None]:
     """Bound the bytes the guarded callables may build during one load by the file's size."""
-    token = _BUDGET.set([2 * max(int(file_bytes), 0) + _SLACK])
+    token = _BUDGET.set([2 * max(int(file_bytes), 0) + _SLACK, 0])  # [bytes left, checked arrays made]
     try:
         yield
     finally:
@@ -134,7 +175,7 @@ def budget(file_bytes: int) -> Iterator[None]:
 def charge(n: int, what: str) -> None:
     left = _BUDGET.get()
     if left is None:  # a guarded callable used outside a load: bound each call by the slack alone
-        left = [_SLACK]
+        left = [_SLACK, 0]
     if n > left[0]:
         raise Bomb(f"{what} asks for {n:,} bytes, more than a file of this size can describe")
     left[0] -= n
@@ -234,12 +275,20 @@ def safe_reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
     if subtype is not np.ndarray and subtype is not NDARRAY:
         raise Bomb(f"numpy _reconstruct of {getattr(subtype, '__name__', type(subtype).__name__)}")
     charge(_nbytes(shape, dtype), "numpy _reconstruct")
+    state = _BUDGET.get()
+    if state is not None:
+        state[1] += 1
     return np._core.multiarray._reconstruct(CheckedArray, shape, dtype)
 
 
 def plain_arrays(obj: Any) -> Any:
     """``obj`` with every :class:`CheckedArray` inside it (containers, object arrays) made a plain ndarray view."""
     import argparse
+
+    state = _BUDGET.get()
+    if state is not None and state[1] == 0:  # this load made no array: nothing to walk
+        return obj
+    kinds = (np.ndarray, dict, list, tuple, argparse.Namespace)
 
     def plain(v: Any) -> Any:
         if isinstance(v, CheckedArray):  # one view per array, so objects the file shares stay shared
@@ -261,11 +310,13 @@ def plain_arrays(obj: Any) -> Any:
     while stack:  # iterative: a hostile file may nest deeper than the recursion limit
         c = stack.pop()
         if isinstance(c, dict):
-            for k in list(c):
-                c[k] = plain(c[k])
+            for k, x in list(c.items()):
+                if isinstance(x, kinds):
+                    c[k] = plain(x)
         elif isinstance(c, list):
             for i, x in enumerate(c):
-                c[i] = plain(x)
+                if isinstance(x, kinds):
+                    c[i] = plain(x)
         elif isinstance(c, argparse.Namespace):
             for k, x in vars(c).items():
                 setattr(c, k, plain(x))

@@ -36,6 +36,7 @@ import codecs
 import collections
 import functools
 import io
+import mmap
 import os
 import pickle
 import re
@@ -137,8 +138,12 @@ class SafeUnpickler(pickle.Unpickler):
         start = f.tell()
         end = f.seek(0, os.SEEK_END)
         f.seek(start)
-        pickle_guard.scan(f, end)
-        f.seek(start)
+        buf = pickle_guard.readable_buffer(f)
+        try:
+            pickle_guard.scan(buf, start, end)
+        finally:
+            if isinstance(buf, mmap.mmap):
+                buf.close()
         with pickle_guard.budget(end - start):
             return pickle_guard.plain_arrays(super().load())
 
