@@ -253,6 +253,10 @@ def leaderboard(runs_dir, out, fmt, metrics, reference, test, interval, alpha, d
     req = LeaderboardRequest(runs_dir=paths.runs_root(runs_dir), metrics=keys, data=data, reference=reference,
                              test=test, alpha=alpha, plots=not no_plots, interval=interval)
     stem = {"real": "leaderboard", "synthetic": "leaderboard-synthetic", "all": "leaderboard-all"}[data]
+    from mmerbench import results
+
+    for folder, why in results.malformed_runs(req.runs_dir):
+        click.echo(f"skipped {folder}: {results.METRICS_FILE} is not a usable result ({why}).", err=True)
     _write_or_print(build(req), out, fmt, stem)
 
 

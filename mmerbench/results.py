@@ -5,7 +5,9 @@
 * ``config.yaml``      the resolved config (its hash names the parent folder)
 * ``env.json``         package versions, device, git commit, date
 * ``history.json``     per-epoch losses (named parts) and validation metrics
-* ``checkpoint.pt``    torch methods: model/optimizer state after the last epoch and the selected weights
+* ``.lock``            an OS file lock held by the process running this seed (see ``runner.seed_lock``)
+* ``checkpoint.pt``    torch methods, while training: model/optimizer state after the last epoch and
+                       the selected weights (removed once ``model.pt`` and ``metrics.json`` are written)
 * ``predictions.npz``  ids, truth and scores for valid and test (for significance tests)
 * ``metrics.json``     ``{"valid": {...}, "test": {...}, "decision": {...}}``
 
@@ -13,8 +15,10 @@ Beside the seed folders, ``<config-hash>/profile/<device>-<dtype>.json`` holds
 speed/memory profiles of that config (``mmerbench profile``): the record's
 ``metrics`` are flat numbers, the rest says where and how they were measured.
 
-A run is complete when ``metrics.json`` exists: it is written last and
-atomically (temporary name, then rename), so a killed run never looks complete.
+A run is complete when ``metrics.json`` exists and holds numbers for each
+scored split: it is written last and atomically (temporary name, then rename),
+so a killed run never looks complete; a malformed one (:func:`malformed_runs`)
+counts as incomplete.
 """
 
 from __future__ import annotations
@@ -103,15 +107,57 @@ def write_predictions(path: Path, arrays: dict[str, np.ndarray]) -> None:
     _atomic_write_bytes(Path(path), buf.getvalue())
 
 
-def read_metrics(folder: Path) -> RunMetrics | None:
-    """The run's metrics, or None while the run is incomplete (or its file is unreadable)."""
+def metrics_problem(data: Any) -> str | None:
+    """Why parsed metrics.json content is not a usable result (None when it is): each scored
+    split must map metric names to numbers."""
+    if not isinstance(data, dict):
+        return f"it holds {_json_type(data)}, not an object"
+    missing = [k for k in ("valid", "test", "decision") if k not in data]
+    if missing:
+        return f"it has no {', '.join(repr(k) for k in missing)}"
+    for split in SPLITS_SCORED:
+        values = data[split]
+        if not isinstance(values, dict):
+            return f"its {split!r} is {_json_type(values)}, not metric values"
+        for name, v in values.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                return f"its {split} metric {name!r} is {_json_type(v)}, not a number"
+    return None
+
+
+def _json_type(v: Any) -> str:
+    return {type(None): "null", str: "a string", list: "a list", dict: "an object", bool: "a boolean"}.get(
+        type(v), type(v).__name__)
+
+
+def _read_metrics_file(folder: Path) -> tuple[RunMetrics | None, str | None]:
+    """(metrics, None) for a usable file; (None, why) for one that exists but is not; (None, None) when absent."""
+    path = Path(folder) / METRICS_FILE
     try:
-        data = json.loads((Path(folder) / METRICS_FILE).read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    if not isinstance(data, dict) or not all(k in data for k in ("valid", "test", "decision")):
-        return None
-    return data  # type: ignore[return-value]
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None, None
+    except (OSError, UnicodeDecodeError) as e:
+        return None, f"it is unreadable ({type(e).__name__})"
+    except json.JSONDecodeError:
+        return None, "it is not valid JSON"
+    why = metrics_problem(data)
+    return (None, why) if why else (data, None)
+
+
+def read_metrics(folder: Path) -> RunMetrics | None:
+    """The run's metrics, or None while the run is incomplete (or its file is unreadable or malformed)."""
+    return _read_metrics_file(folder)[0]
+
+
+def malformed_runs(runs_root: Path) -> list[tuple[Path, str]]:
+    """Seed folders whose metrics.json exists but is not a usable result, with the reason (for a one-line note)."""
+    out = []
+    for mfile in sorted(Path(runs_root).glob(f"*/*/*/seed-*/{METRICS_FILE}")):
+        _, why = _read_metrics_file(mfile.parent)
+        if why:
+            out.append((mfile.parent, why))
+    return out
 
 
 def is_complete(folder: Path) -> bool:

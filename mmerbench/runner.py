@@ -10,7 +10,13 @@ Protocol (the same for every method):
   or ``loss``); the selected weights are copied (never a live reference) and
   the test split is scored once, with them, on every sample.
 * A checkpoint is written atomically after every epoch; a finished run (its
-  ``metrics.json`` exists) is skipped unless ``force``.
+  ``metrics.json`` exists) is skipped unless ``force``. Once ``model.pt`` and
+  ``metrics.json`` are written the checkpoint is removed (also on a later
+  skip, when a kill came between the two).
+* One process at a time per seed folder: a run holds an OS file lock on
+  ``<seed folder>/.lock`` (released by the kernel if the process dies); a
+  second process says so in one line, waits, and then skips the finished run
+  (or resumes a crashed one from its checkpoint).
 * On CUDA, bf16 autocast when the config's ``amp`` is on; CPU stays float32.
 """
 
@@ -24,10 +30,11 @@ import random
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -39,10 +46,12 @@ from mmerbench.data.dataset import Dataset
 from mmerbench.data.registry import DEFAULT_TWIN_SCALE, DEFAULT_TWIN_SEED, get_entry, load_dataset
 from mmerbench.data.spec import DatasetSpec
 from mmerbench.errors import MmerbenchError
+from mmerbench.locks import file_lock
 from mmerbench.registry import get_method
 
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
+LOCK = ".lock"
 
 
 @dataclass
@@ -238,16 +247,37 @@ def run(req: RunRequest, on_epoch_end: Callable[[int, dict], None] | None = None
     prep = prepare(req)
     device = resolve_device(req.device)
     dataset: Dataset | None = None
+    # Data first, before any seed folder or lock exists: a dataset that fails to load leaves the
+    # run store as it was.
+    if req.force or any(results.read_metrics(f) is None for f in prep.folders.values()):
+        dataset = load_dataset(req.dataset, data_dir=req.data_dir, scale=req.scale, seed=req.data_seed)
     out = []
     for seed, folder in prep.folders.items():
-        done = results.read_metrics(folder)
-        if done is not None and not req.force:
-            out.append(SeedResult(seed, folder, "skipped", done))
-            continue
-        if dataset is None:
-            dataset = load_dataset(req.dataset, data_dir=req.data_dir, scale=req.scale, seed=req.data_seed)
-        out.append(run_seed(prep, dataset, seed, device, on_epoch_end=on_epoch_end))
+        with seed_lock(folder, f"{req.method} on {req.dataset}, seed {seed}"):
+            done = results.read_metrics(folder)
+            if done is not None and not req.force:
+                if (folder / MODEL).is_file():  # a kill after the metrics, before the clean-up
+                    (folder / CHECKPOINT).unlink(missing_ok=True)
+                out.append(SeedResult(seed, folder, "skipped", done))
+                continue
+            if dataset is None:
+                dataset = load_dataset(req.dataset, data_dir=req.data_dir, scale=req.scale, seed=req.data_seed)
+            out.append(run_seed(prep, dataset, seed, device, on_epoch_end=on_epoch_end))
     return out
+
+
+@contextmanager
+def seed_lock(folder: Path, label: str) -> Iterator[None]:
+    """Hold the seed folder's lock; if another process holds it, say so in one line and wait."""
+    lock = folder / LOCK
+    with file_lock(lock, wait=False) as held:
+        if held:
+            yield
+            return
+    print(f"{label}: another process is running it in {folder}; waiting for it to finish.",
+          file=sys.stderr, flush=True)
+    with file_lock(lock):
+        yield
 
 
 def _start_folder(prep: Prepared, folder: Path, seed: int, device: str, force: bool) -> None:

@@ -60,6 +60,8 @@ def _tree(root: Path) -> dict[str, str]:
         for name in dirs + files:
             p = Path(dirpath) / name
             rel = str(p.relative_to(root))
+            if rel.startswith("data/.cache/.") and name.endswith(".lock") and p.stat().st_size == 0:
+                continue  # a cache writer's empty lock file stays by design (see mmerbench/locks.py)
             if p.is_symlink():
                 out[rel] = "-> " + os.readlink(p)
             elif p.is_dir():
@@ -370,19 +372,18 @@ def test_a_label_that_looks_like_a_path_is_only_text(stored, tmp_path, capsys):
 ALLOCATION_BOMB = pickle.dumps(Gadget(bytearray, 1 << 30), protocol=4)  # bytearray(1 GiB) in a few dozen bytes
 
 
-@pytest.mark.xfail(strict=True, reason="needs issue 14 item 7: the allow-list unpickler's allocation bound "
-                                       "(bytearray and friends), built on another branch")
 def test_a_pickle_that_allocates_is_refused_before_allocating(tmp_path):
-    # A few dozen bytes that make `bytearray(1 GiB)`: refused with one sentence today, but only after
-    # allocating. The child process reports its own peak memory.
+    # A few dozen bytes that make `bytearray(1 GiB)`: refused with one sentence, before allocating.
+    # The child process reports its own peak memory: VmHWM of its own address space (ru_maxrss
+    # would carry over the parent's peak across fork/exec, which is pytest's, not the child's).
     (tmp_path / "data" / "mosei").mkdir(parents=True)
     (tmp_path / "data" / "mosei" / "train_valid_test.pt").write_bytes(ALLOCATION_BOMB)
     peak = tmp_path / "peak"
-    code = ("import atexit, resource, sys; from mmerbench.cli import main; "
-            f"atexit.register(lambda: open({str(peak)!r}, 'w').write(str(resource.getrusage("
-            "resource.RUSAGE_SELF).ru_maxrss))); main(sys.argv[1:])")
+    code = ("import atexit, re, sys; from mmerbench.cli import main; "
+            f"atexit.register(lambda: open({str(peak)!r}, 'w').write(re.search(r'VmHWM:\\s*(\\d+)', "
+            "open('/proc/self/status').read()).group(1))); main(sys.argv[1:])")
     proc = subprocess.run([sys.executable, "-c", code, "data", "verify", "mosei-aligned", "--data-dir",
                            str(tmp_path / "data")], capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    assert int(peak.read_text()) < 512 * 1024, f"peak {int(peak.read_text()) // 1024} MiB"  # ru_maxrss is KiB
+    assert int(peak.read_text()) < 512 * 1024, f"peak {int(peak.read_text()) // 1024} MiB"  # VmHWM is in kB

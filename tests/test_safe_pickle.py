@@ -7,6 +7,7 @@ import codecs
 import collections
 import os
 import pickle
+import struct
 import sys
 
 import numpy as np
@@ -218,3 +219,269 @@ def test_garbage_given_to_the_torch_loader_is_a_data_error(tmp_path):
     p.write_bytes(b"PK\x03\x04 this is not a zip archive")
     with pytest.raises(DataError, match="torch file"):
         safe_load(p)
+
+
+# ---------------------------------------------------------------- allocation bombs
+
+_HUGE = 2_000_000_000  # what a hostile file asks for; never allocated
+
+
+def _peak_bytes_of(fn) -> int:
+    """Peak traced Python/numpy allocation while ``fn`` runs (it must raise DataError)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError) as e:
+            fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        _peak_bytes_of.last_error = str(e.value)
+
+
+def _int4(n: int) -> bytes:
+    return struct.pack("<i", n)
+
+
+_BOMBS = {
+    # The 33-byte file from the report: bytearray(2e9) by protocol 2's GLOBAL + REDUCE.
+    "bytearray-size": b"\x80\x02c__builtin__\nbytearray\nJ" + _int4(_HUGE) + b"\x85R.",
+    "bytes-size": b"\x80\x02c__builtin__\nbytes\nJ" + _int4(_HUGE) + b"\x85R.",
+    "BINBYTES8": b"\x80\x05\x8e" + struct.pack("<Q", _HUGE) + b".",
+    "BYTEARRAY8": b"\x80\x05\x96" + struct.pack("<Q", _HUGE) + b".",
+    "BINBYTES": b"\x80\x03B" + struct.pack("<I", _HUGE) + b".",
+    "BINUNICODE8": b"\x80\x05\x8d" + struct.pack("<Q", _HUGE) + b".",
+    "FRAME": b"\x80\x04\x95" + struct.pack("<Q", _HUGE) + b"N.",
+    "memo-index": b"\x80\x02Nr" + struct.pack("<I", _HUGE // 16) + b".",
+    "numpy-reconstruct-shape": b"\x80\x02cnumpy._core.multiarray\n_reconstruct\ncnumpy\nndarray\nJ" + _int4(_HUGE)
+                               + b"\x85C\x01b\x87R.",
+    "numpy-reconstruct-dtype": b"\x80\x02cnumpy._core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x01\x85cnumpy\ndtype\n"
+                               b"X\x0b\x00\x00\x00S2000000000\x85R\x87R.",
+    "ndarray-newobj": b"\x80\x02cnumpy\nndarray\nJ" + _int4(_HUGE) + b"\x85\x85\x81.",
+    "set-of-range": b"\x80\x02c__builtin__\nset\nc__builtin__\nrange\nJ" + _int4(_HUGE // 40) + b"\x85R\x85R.",
+    "reconstructor-ndarray": b"\x80\x02ccopy_reg\n_reconstructor\ncnumpy\nndarray\ncnumpy\nndarray\nJ" + _int4(_HUGE)
+                             + b"\x85\x87R.",
+}
+
+
+@pytest.mark.parametrize("name", list(_BOMBS))
+def test_allocation_bomb_is_refused_without_allocating(tmp_path, name):
+    p = tmp_path / "bomb.pkl"
+    p.write_bytes(_BOMBS[name])
+    peak = _peak_bytes_of(lambda: safe_load(p))
+    assert peak < 2**20, f"{name}: {peak:,} bytes allocated before refusing"
+    msg = _peak_bytes_of.last_error
+    assert str(p) in msg and "\n" not in msg
+    assert "corrupt or hostile" in msg or "truncated" in msg
+
+
+def test_the_reported_33_byte_bomb_is_33_bytes():
+    assert len(_BOMBS["bytearray-size"]) == 33
+
+
+def test_memo_indices_as_picklers_write_them_still_load(tmp_path):
+    # pickle numbers memo entries densely from 0; a shared object is fetched back by index.
+    shared = np.arange(3.0)
+    p = tmp_path / "memo.pkl"
+    p.write_bytes(pickle.dumps({"a": shared, "b": shared, "c": [shared] * 3}, protocol=2))
+    out = safe_load(p)
+    assert out["a"] is out["b"] is out["c"][2]
+
+
+def _torch_zip_with(payload: bytes | None = None, declared: int | None = None) -> bytes:
+    """A real torch.save zip; data.pkl replaced by ``payload`` and/or its declared size set to ``declared``."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    torch.save({"a": 1}, buf)
+    src, out = zipfile.ZipFile(io.BytesIO(buf.getvalue())), io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            z.writestr(info, payload if payload is not None and info.filename.endswith("/data.pkl") else data)
+    raw = bytearray(out.getvalue())
+    if declared is not None:  # the uncompressed-size field of data.pkl's central directory entry
+        i = raw.find(b"PK\x01\x02")
+        while i >= 0:
+            name_len = struct.unpack_from("<H", raw, i + 28)[0]
+            if raw[i + 46:i + 46 + name_len].endswith(b"data.pkl"):
+                struct.pack_into("<I", raw, i + 24, declared)
+            i = raw.find(b"PK\x01\x02", i + 4)
+    return bytes(raw)
+
+
+def test_torch_zip_member_declaring_a_huge_size_is_refused(tmp_path):
+    p = tmp_path / "bomb.pt"
+    p.write_bytes(_torch_zip_with(declared=_HUGE))
+    with pytest.raises(DataError, match=r"declares 2,000,000,000 bytes uncompressed in a [\d,]+-byte file"):
+        safe_load(p)
+
+
+def test_torch_zip_whose_pickle_is_a_bytearray_bomb_is_refused_without_allocating(tmp_path):
+    # torch's weights-only loader allows bytearray itself; the walk before it refuses the call.
+    p = tmp_path / "bomb.pt"
+    p.write_bytes(_torch_zip_with(payload=_BOMBS["bytearray-size"]))
+    assert _peak_bytes_of(lambda: safe_load(p)) < 2**20
+    assert "bytearray(int)" in _peak_bytes_of.last_error
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_torch_storage_larger_than_the_file_is_refused(tmp_path, legacy):
+    import io
+
+    buf = io.BytesIO()
+    torch.save({"t": torch.zeros(4)}, buf, _use_new_zipfile_serialization=not legacy)
+    raw = buf.getvalue()
+    if legacy:  # the storage's element count in its persistent id (BININT1 4 → BININT 2e9)
+        i = raw.find(b"K\x04N")
+        raw = raw[:i] + b"J" + _int4(_HUGE) + raw[i + 2:]
+    else:
+        import zipfile
+
+        pkl = next(n for n in zipfile.ZipFile(io.BytesIO(raw)).namelist() if n.endswith("data.pkl"))
+        data = zipfile.ZipFile(io.BytesIO(raw)).read(pkl)
+        i = data.find(b"K\x04t")
+        raw = _torch_zip_with(payload=data[:i] + b"J" + _int4(_HUGE) + data[i + 2:])
+    assert i > 0
+    p = tmp_path / "storage.pt"
+    p.write_bytes(raw)
+    with pytest.raises(DataError, match="declare.* 8,000,000,000 bytes"):
+        safe_load(p)
+
+
+def test_torch_errors_never_suggest_turning_safety_off(tmp_path):
+    # NEWOBJ on a class torch allows (torch.Tensor) for which the walk has only an inert stand-in,
+    # and the other shapes of torch refusal: none of the messages repeats torch's advice.
+    import io
+
+    cases = {
+        "newobj": _torch_zip_with(payload=b"\x80\x02ctorch\nTensor\n)\x81."),
+        "counter": _torch_zip_with(payload=b"\x80\x02ccollections\nCounter\n)R."),
+        "garbage-pickle": _torch_zip_with(payload=b"\x80\x02\xff."),
+    }
+    buf = io.BytesIO()
+    torch.save({"x": _Shell(tmp_path / "M")}, buf)
+    cases["gadget"] = buf.getvalue()
+    for name, raw in cases.items():
+        p = tmp_path / f"{name}.pt"
+        p.write_bytes(raw)
+        try:
+            safe_load(p)
+        except DataError as e:
+            msg = str(e)
+        else:
+            msg = ""
+        assert "weights_only" not in msg and "trust" not in msg and "safe_globals" not in msg, (name, msg)
+
+
+# ---------------------------------------------------------------- arrays of every dtype and shape, empty included
+
+_DTYPES = ["float32", "float64", "float16", "int8", "int64", "uint16", "bool", "complex64", "<U5", "S3", "V4"]
+_SHAPES = [(0,), (0, 3), (2, 0, 4), (), (5,), (2, 3)]
+
+
+def _arrays() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    out = {}
+    for dt in _DTYPES:
+        for shape in _SHAPES:
+            raw = rng.integers(0, 255, size=int(np.prod(shape)) * np.dtype(dt).itemsize, dtype=np.uint8)
+            out[f"{dt}-{shape}"] = np.frombuffer(raw.tobytes(), dtype=dt).reshape(shape).copy()
+    out["fortran"] = np.asfortranarray(np.arange(12.0).reshape(3, 4))
+    out["object-empty"] = np.empty((0,), dtype=object)
+    return out
+
+
+def _assert_same_arrays(out: dict, ref: dict) -> None:
+    assert out.keys() == ref.keys()
+    for k, v in ref.items():
+        assert type(out[k]) is np.ndarray, k  # never the loader's checked subclass
+        assert out[k].dtype == v.dtype and out[k].shape == v.shape, k
+        assert out[k].tobytes() == v.tobytes(), k
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_arrays_round_trip_through_every_pickle_protocol(tmp_path, protocol):
+    p = tmp_path / "arrays.pkl"
+    p.write_bytes(pickle.dumps(_arrays(), protocol=protocol))
+    _assert_same_arrays(safe_load(p), _arrays())
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_arrays_round_trip_through_torch_save(tmp_path, legacy):
+    p = tmp_path / "arrays.pt"
+    torch.save(_arrays(), p, _use_new_zipfile_serialization=not legacy)
+    _assert_same_arrays(safe_load(p), _arrays())
+
+
+@pytest.mark.parametrize("shape", ["unpickling-first-line", "unpickling-after-blank", "runtime"])
+def test_torch_advice_to_load_unsafely_is_never_repeated(tmp_path, monkeypatch, shape):
+    # torch's own wording, in the shapes its weights-only errors take (advice on the first line,
+    # advice before a blank line, advice inside another exception).
+    advice = torch.serialization.UNSAFE_MESSAGE
+    err = {
+        "unpickling-first-line": pickle.UnpicklingError(f"{advice}\nmore"),
+        "unpickling-after-blank": pickle.UnpicklingError(f"Weights only load failed.\n\n{advice}"),
+        "runtime": RuntimeError(f"Weights only load failed. {advice}"),
+    }[shape]
+
+    def fail(*args, **kwargs):
+        raise err
+
+    p = tmp_path / "ok.pt"
+    torch.save({"a": 1}, p)
+    monkeypatch.setattr(torch, "load", fail)
+    with pytest.raises(DataError) as e:
+        safe_load(p)
+    assert "weights_only" not in str(e.value) and "trusted" not in str(e.value)
+    assert str(p) in str(e.value) and "\n" not in str(e.value)
+
+
+def _object_array_short_list() -> bytes:
+    """A pickled object array of shape (5,) whose value list holds 2 items.
+
+    numpy's own loader reads past the end of the list (here it returns pieces of the pickle's
+    other objects as the missing elements; elsewhere it can crash)."""
+    raw = pickle.dumps(np.array([1, "x", 3, 4, 5], dtype=object), protocol=2)
+    i = raw.index(b"K\x05\x85")  # shape (5,)
+    assert raw.count(b"K\x05\x85") == 1
+    raw = raw[:i] + b"K\x05\x85" + raw[i + 3:]
+    j = raw.index(b"K\x03K\x04K\x05e")  # drop three of the five values
+    return raw[:j] + b"e" + raw[j + len(b"K\x03K\x04K\x05e"):]
+
+
+@pytest.mark.parametrize("torch_file", [False, True], ids=["pickle", "torch-zip"])
+def test_object_array_whose_values_do_not_match_its_shape_is_refused_not_crashing(tmp_path, torch_file):
+    import subprocess
+    import textwrap
+
+    raw = _object_array_short_list()
+    p = tmp_path / ("bad.pt" if torch_file else "bad.pkl")
+    p.write_bytes(_torch_zip_with(payload=raw) if torch_file else raw)
+    # In a child process: numpy's unchecked path reads memory it does not own and can crash.
+    script = textwrap.dedent(f"""
+        from mmerbench.data.safe_pickle import safe_load
+        from mmerbench.errors import DataError
+        try:
+            safe_load({str(p)!r})
+        except DataError as e:
+            print(e)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "object array of shape (5,) holds 2 values" in out.stdout and str(p) in out.stdout
+
+
+def test_arrays_inside_object_arrays_and_containers_come_back_plain(tmp_path):
+    inner = np.arange(3.0)
+    obj = np.empty(2, dtype=object)
+    obj[0], obj[1] = inner, "s"
+    payload = {"obj": obj, "tup": (inner, [inner]), "ns": argparse.Namespace(a=inner)}
+    p = tmp_path / "nested.pkl"
+    p.write_bytes(pickle.dumps(payload, protocol=2))
+    out = safe_load(p)
+    found = [out["obj"], out["obj"][0], out["tup"][0], out["tup"][1][0], out["ns"].a]
+    assert all(type(a) is np.ndarray for a in found)
+    assert out["tup"][0] is out["tup"][1][0] is out["ns"].a is out["obj"][0]  # shared as in the file

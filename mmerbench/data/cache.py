@@ -2,20 +2,32 @@
 
 Layout of one cache entry (a folder)::
 
-    manifest.json            spec, load report, source fingerprint, cache version (written last)
+    manifest.json            spec, load report, source fingerprint, cache version,
+                             sha256 of every array file and of every source file (written last)
     <split>/<modality>.npy   float32 [N, L, D]   (memory-mapped on load)
     <split>/<modality>.mask.npy, labels.npy, ids.npy, extra.<name>.npy
 
 An entry is written to a temporary folder and renamed into place, so a killed
-conversion never leaves a half-written entry that looks complete.
+conversion never leaves a half-written entry that looks complete. Writers of one
+entry take a file lock beside it (``.<entry>.lock``), so whatever temporary
+folders they find are left by a killed writer and are removed.
+
+What is checked: every load compares the source files' size, modification time
+and inode with the manifest (cheap; catches a replaced or rewritten file). The
+first load of an entry in a process also hashes every array file and every
+source file and compares them with the manifest's sha256 (catches values changed
+behind a valid ``.npy`` header, and a source edited in place with its size and
+time restored); a mismatch rebuilds the entry from the source.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,10 +36,15 @@ import numpy as np
 from mmerbench.data.dataset import Dataset, LoadReport, Split
 from mmerbench.data.spec import DatasetSpec
 from mmerbench.errors import DataError
+from mmerbench.locks import file_lock
 from mmerbench.safepath import join
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: content hashes in the manifest
 MANIFEST = "manifest.json"
+
+# Entries whose content hashes matched in this process, keyed by the manifest's identity
+# (a rewritten manifest is a new key, so a rebuilt entry is checked again).
+_VERIFIED: set[tuple[str, int, int]] = set()
 
 
 def fingerprint(files: list[Path], **extra: Any) -> dict[str, Any]:
@@ -39,13 +56,70 @@ def fingerprint(files: list[Path], **extra: Any) -> dict[str, Any]:
     return fp
 
 
-def load_or_build(entry: Path, fp: dict[str, Any], build: Callable[[], Dataset]) -> Dataset:
-    ds = load(entry, fp)
+def sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _hash_all(files: list[Path]) -> list[str]:
+    # hashlib releases the GIL on large buffers, so files hash in parallel on threads.
+    if len(files) < 2:
+        return [sha256(f) for f in files]
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        return list(pool.map(sha256, files))
+
+
+def _array_hashes(folder: Path) -> dict[str, str]:
+    files = sorted(folder.rglob("*.npy"))
+    return {p.relative_to(folder).as_posix(): h for p, h in zip(files, _hash_all(files))}
+
+
+def _source_hashes(sources: list[Path]) -> dict[str, str]:
+    files = [Path(f) for f in sources]
+    return {f.name: h for f, h in zip(files, _hash_all(files))}
+
+
+def verify(entry: Path, sources: list[Path] = ()) -> bool:
+    """True when the entry's array files and the sources hash as its manifest recorded (once per process)."""
+    try:
+        st = (entry / MANIFEST).stat()
+        key = (str(entry.resolve()), st.st_ino, st.st_mtime_ns)
+        if key in _VERIFIED:
+            return True
+        manifest = json.loads((entry / MANIFEST).read_text())
+        ok = (manifest.get("hashes") == _array_hashes(entry)
+              and manifest.get("sources", {}) == _source_hashes(list(sources)))
+    except (OSError, ValueError):
+        return False
+    if ok:
+        _VERIFIED.add(key)
+    return ok
+
+
+def _remove_leftovers(entry: Path) -> None:
+    """Temporary and replaced folders of this entry left by a killed writer (call with the entry's lock held)."""
+    for pattern in (f".{entry.name}.tmp-*", f".{entry.name}.old-*"):
+        for p in entry.parent.glob(pattern):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def load_or_build(entry: Path, fp: dict[str, Any], build: Callable[[], Dataset],
+                  sources: list[Path] = ()) -> Dataset:
+    """The cached dataset when its fingerprint and content hashes match; else built, written and reloaded.
+
+    ``sources``: the files the entry is converted from, hashed into its manifest."""
+    ds = load(entry, fp, sources)
     if ds is not None:
         return ds
-    ds = build()
-    write(entry, ds, fp)
-    out = load(entry, fp)
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(entry.parent / f".{entry.name}.lock"):
+        ds = load(entry, fp, sources)  # another process may have built it while we waited
+        if ds is not None:
+            return ds
+        _remove_leftovers(entry)
+        ds = build()
+        write(entry, ds, fp, sources)
+    out = load(entry, fp, sources)
     if out is None:  # a file system that lost the write, or a dataset the spec check let through
         raise DataError(f"The cache entry {entry} could not be read back right after it was written; "
                         f"delete that folder and try again.")
@@ -53,22 +127,24 @@ def load_or_build(entry: Path, fp: dict[str, Any], build: Callable[[], Dataset])
     return out
 
 
-def load(entry: Path, fp: dict[str, Any] | None = None) -> Dataset | None:
-    """The cached dataset, or None when absent, stale (fingerprint differs) or unreadable."""
+def load(entry: Path, fp: dict[str, Any] | None = None, sources: list[Path] = ()) -> Dataset | None:
+    """The cached dataset, or None when absent, stale (fingerprint or content hashes differ) or unreadable."""
     try:
         manifest = json.loads((entry / MANIFEST).read_text())
         if fp is not None and manifest.get("fingerprint") != json.loads(json.dumps(fp)):
             return None
+        if not verify(entry, sources):
+            return None
         spec = DatasetSpec.from_dict(manifest["spec"])
         splits = {}
         for split, meta in manifest["splits"].items():
-            d = entry / split
+            d = join(entry, split)  # names from the manifest, so read through the same guard
             splits[split] = Split(
-                inputs={m: np.load(d / f"{m}.npy", mmap_mode="r") for m in spec.modalities},
-                masks={m: np.load(d / f"{m}.mask.npy") for m in spec.modalities},
+                inputs={m: np.load(join(d, f"{m}.npy"), mmap_mode="r") for m in spec.modalities},
+                masks={m: np.load(join(d, f"{m}.mask.npy")) for m in spec.modalities},
                 labels=np.load(d / "labels.npy"),
                 ids=np.load(d / "ids.npy"),
-                extras={k: np.load(d / f"extra.{k}.npy") for k in meta.get("extras", [])},
+                extras={k: np.load(join(d, f"extra.{k}.npy")) for k in meta.get("extras", [])},
             )
         rep = manifest.get("report", {})
         report = LoadReport(
@@ -95,7 +171,7 @@ def _check_file_names(modalities: Any, extras: Any, where: Path) -> None:
             raise DataError(f"Refused to write the cache in {where}: {owner} and {other} would share one file.")
 
 
-def write(entry: Path, ds: Dataset, fp: dict[str, Any]) -> None:
+def write(entry: Path, ds: Dataset, fp: dict[str, Any], sources: list[Path] = ()) -> None:
     entry.parent.mkdir(parents=True, exist_ok=True)
     tmp = entry.parent / f".{entry.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
@@ -117,6 +193,8 @@ def write(entry: Path, ds: Dataset, fp: dict[str, Any]) -> None:
             "report": ds.report.to_dict(),
             "fingerprint": fp,
             "splits": splits_meta,
+            "hashes": _array_hashes(tmp),
+            "sources": _source_hashes(list(sources)),
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
         old = None

@@ -164,7 +164,7 @@ def load_dataset(
         raise DataError(absent_message(name, data_dir))
     files = format_files(fmt, data_dir)
     fp = fingerprint(files, reader=fmt.name, reader_version=fmt.version)
-    return load_or_build(join(cache, entry.name), fp, lambda: read_format(fmt, files))
+    return load_or_build(join(cache, entry.name), fp, lambda: read_format(fmt, files), sources=files)
 
 
 def read_format(fmt: DataFormat, files: list[Path]) -> Dataset:
