@@ -433,11 +433,16 @@ def sweep(methods, datasets, seeds, preset, overrides, epochs, grid_file, launch
         sys.exit(1)
 
 
+# Ctrl-C reaches click as Abort; finished seeds and the last epoch's checkpoint are on disk by then.
+RESUME_HINT = "A run resumes from its last checkpoint when the same command is run again."
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="mmerbench", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
+        click.echo(RESUME_HINT, err=True)
         sys.exit(130)
     except click.ClickException as e:
         e.show()
