@@ -353,8 +353,8 @@ def format_report(report: CheckReport, show_all: bool = False) -> str:
     what = (f"{n_exact} metrics compared exactly and " if report.exact else "") + \
         f"{n_floor} floors over {len(report.results)} runs"
     if report.updated:
-        lines.append(f"Baseline written: {report.baseline_path} ({what}; {took})"
-                     + (f"; against the previous one: {counts}" if counts else ""))
+        lines.append(f"Baseline written: {report.baseline_path} ({len(report.results)} runs, {n_floor} floors "
+                     f"cleared; {took})" + (f"; against the previous one: {counts}" if counts else ""))
     elif report.failed:
         hint = (f"If the change is intended, {UPDATE_HINT}." if not report.count("below floor") else
                 "A run below its floor did not learn: fix the method (or resize its suite entry).")
