@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -104,6 +104,7 @@ class CheckRequest:
     exact: bool = True  # False: the floors only (a machine whose numbers differ bitwise)
     runs_dir: str | Path | None = None  # must be new or empty
     data_dir: str | None = None
+    device: str | None = None  # None: the suite's (another device goes with exact=False)
     progress: Callable[[str], None] | None = None
 
 
@@ -275,8 +276,8 @@ def _fresh_store(runs_dir: str | Path) -> Path:
     path = Path(runs_dir)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise MmerbenchError(
-            f"--runs-dir {path} is not empty: the check trains into a fresh store, since a finished run reused "
-            f"by its config hash would hide a change of code; give a new or empty folder.")
+            f"--runs-dir {path} is not a new or empty folder: the check trains into a fresh store, since a finished "
+            f"run reused by its config hash would hide a change of code.")
     return path
 
 
@@ -300,6 +301,11 @@ def check(req: CheckRequest) -> CheckReport:
     """Run the suite and compare it with the baseline (or, with ``update``, rewrite the baseline)."""
     t0, c0 = time.perf_counter(), time.process_time()
     suite = load_suite(req.suite)
+    if req.device is not None and req.device != suite.device:
+        if req.exact or req.update:
+            raise MmerbenchError(f"--device {req.device} differs from the suite's {suite.device}, where the baseline's "
+                                 f"numbers hold: add --floors-only.")
+        suite = replace(suite, device=req.device)
     baseline_path = Path(req.baseline)
     if req.update and not (req.reason or "").strip():
         raise MmerbenchError('--update needs --reason "...": the baseline\'s history records why the numbers moved.')

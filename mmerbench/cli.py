@@ -363,11 +363,12 @@ def profile(method, dataset, preset, overrides, device, batch_sizes, dtype, step
 @click.option("--update", is_flag=True, help="Rewrite the baseline from this run (deliberately: review the diff before committing it).")
 @click.option("--reason", default=None, help="With --update: why the numbers moved (recorded in the baseline's history).")
 @click.option("--floors-only", is_flag=True, help="Check the quality floors only, not the exact numbers (a machine whose numbers differ bitwise: another CPU, a GPU).")
+@click.option("--device", default=None, help="With --floors-only: run the suite on this device (cpu, cuda, auto) instead of the suite's.")
 @click.option("--runs-dir", type=click.Path(file_okay=False), default=None, help="Keep the suite's runs here: a new or empty folder (default: a temporary folder).")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Data root where the twins are cached (default $MMERBENCH_DATA, else ~/.cache/mmerbench/data).")
 @click.option("--all", "show_all", is_flag=True, help="List every compared metric and floor, not only those that failed.")
 @click.option("--quiet", "-q", is_flag=True, help="No per-run progress lines.")
-def check(suite, baseline, update, reason, floors_only, runs_dir, data_dir, show_all, quiet):
+def check(suite, baseline, update, reason, floors_only, device, runs_dir, data_dir, show_all, quiet):
     """Run the regression suite: its numbers must reproduce the baseline exactly, and each
     floored run must beat its label-prior score by a margin.
 
@@ -378,14 +379,15 @@ def check(suite, baseline, update, reason, floors_only, runs_dir, data_dir, show
     Examples:
       mmerbench check
       mmerbench check --update --reason "MulT: fix the attention mask"   # commit ci/baseline.json
-      mmerbench check --floors-only     # on a GPU or another CPU
+      mmerbench check --floors-only --device cuda   # on a GPU, or another CPU
       mmerbench check --runs-dir /tmp/check-runs --all
     """
     from mmerbench.check import CheckRequest, check as run_check, format_report
 
     say = None if quiet else (lambda line: click.echo(line, err=True))
     report = run_check(CheckRequest(suite=suite, baseline=baseline, update=update, reason=reason,
-                                    exact=not floors_only, runs_dir=runs_dir, data_dir=data_dir, progress=say))
+                                    exact=not floors_only, device=device, runs_dir=runs_dir, data_dir=data_dir,
+                                    progress=say))
     click.echo(format_report(report, show_all=show_all))
     if report.failed:
         sys.exit(1)

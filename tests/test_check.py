@@ -153,6 +153,12 @@ def test_a_broken_method_fails_the_check_and_its_floor(stored, tmp_path, monkeyp
     assert not (tmp_path / "new.json").exists()
 
 
+def test_another_device_goes_with_the_floors_only(stored, tmp_path):
+    with pytest.raises(MmerbenchError, match="--device cuda differs from the suite's cpu.*--floors-only"):
+        check(_request(stored, device="cuda", runs_dir=tmp_path / "never"))
+    assert not (tmp_path / "never").exists()
+
+
 def test_floor_direction_and_margin():
     up, down = Floor("weighted_f1", 0.05), Floor("hamming_loss", 0.05)
     assert up.value(0.3) == pytest.approx(0.35) and down.value(0.3) == pytest.approx(0.25)
@@ -163,7 +169,7 @@ def test_floor_direction_and_margin():
 def test_a_reused_run_store_is_refused_before_any_run(stored, tmp_path, capsys):
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "old-run").mkdir()
-    with pytest.raises(MmerbenchError, match="not empty: the check trains into a fresh store"):
+    with pytest.raises(MmerbenchError, match="not a new or empty folder: the check trains into a fresh store"):
         check(_request(stored, runs_dir=tmp_path / "runs"))
     with pytest.raises(SystemExit) as exc:
         main(["check", "--suite", str(stored["suite"]), "--baseline", str(stored["baseline"]),
