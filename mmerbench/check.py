@@ -1,232 +1,47 @@
-"""The metric regression check: run a small fixed suite, compare with stored baseline metrics.
+"""The metric regression check: run a small fixed suite into a fresh run store, then two checks.
 
-``ci/suite.yaml`` lists a few runs — every registered method on a tiny
-synthetic twin, few epochs, fixed seeds (at least two, so that a seed std
-exists), CPU-sized presets — that run on a CI machine's CPU in minutes.
-``ci/baseline.json`` holds, per suite entry, the mean and the std over seeds
-(ddof = 1) of each compared metric.
+``ci/suite.yaml`` lists a few runs — every registered method on a small
+synthetic twin, fixed seeds, CPU-sized presets; ``ci/baseline.json`` holds
+each run's metrics per seed (files read by :mod:`mmerbench.suite`).
 
-:func:`check` runs the suite into a temporary run store (or ``runs_dir``,
-where finished runs are reused) and compares each metric's mean over seeds
-with the baseline's. A metric *regresses* when it moved in the bad
-direction — down, or up for a lower-is-better metric; directions come from
-:mod:`mmerbench.metrics` — by more than its tolerance
+* **Exactness.** On the CI machine class (CPU, fixed threads, deterministic
+  kernels) the suite's numbers reproduce to the last bit, so every per-seed
+  value must equal the baseline's within ``exact`` (1e-6). Any change — a
+  value that moved, a metric that vanished or appeared — fails, with a table
+  of what moved, until ``mmerbench check --update --reason "..."`` records it;
+  the reason goes into the baseline's ``history``.
+* **Quality floors.** A suite entry with a ``floor`` must, on every seed, beat
+  the label-prior score (:mod:`mmerbench.prior`) of its metric by its margin:
+  the run learned something from the inputs. This check does not need the
+  baseline, so it still protects where numbers differ bitwise (another CPU, a
+  GPU): ``--floors-only``.
 
-    tolerance = max(floor, k × baseline seed std)
-
-(``floor`` absolute, per metric overridable); it *improves* when it moved as
-far the other way. Any regression, a run that fails, or a suite entry missing
-from the baseline fails the check. ``update=True`` writes a new baseline from
-this run instead (atomically; the comparison with the old one, when there is
-one, is still reported).
-
-Why a seed std and a floor: two seeds on a tiny twin move by chance, and a
-deterministic baseline (BR/CC/LP: std 0) or a change of CPU kernels between
-machines still moves a metric by a sample or two; the floor absorbs that.
-The suite fixes the number of CPU threads (``threads``), so reductions are
-summed in the same order on every CI machine.
+The suite always trains into a fresh store (a temporary folder, or an empty
+``runs_dir``): a finished run reused by its config hash would hide a change
+of code.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import yaml
 
 from mmerbench import metrics as metricslib
 from mmerbench import results
-from mmerbench.errors import MmerbenchError, UnknownNameError
+from mmerbench.errors import MmerbenchError
+from mmerbench.suite import (DEFAULT_BASELINE, DEFAULT_SUITE, UPDATE_HINT, Suite, SuiteEntry, load_baseline,
+                             load_suite, uncovered_methods)
 
-SUITE_VERSION = 1
-BASELINE_VERSION = 1
-DEFAULT_SUITE = Path("ci/suite.yaml")
-DEFAULT_BASELINE = Path("ci/baseline.json")
-UPDATE_HINT = "run `mmerbench check --update` to write it deliberately"
+__all__ = ["CheckReport", "CheckRequest", "EntryResult", "Row", "check", "compare", "format_report",
+           "load_baseline", "load_suite", "run_suite", "uncovered_methods"]
 
-
-# ---------------------------------------------------------------------------- the suite
-
-
-@dataclass(frozen=True)
-class SuiteEntry:
-    name: str
-    method: str
-    dataset: str
-    seeds: tuple[int, ...]
-    preset: str | None = None
-    epochs: int | None = None
-    overrides: tuple[str, ...] = ()
-    scale: float | None = None
-    data_seed: int | None = None
-
-
-@dataclass(frozen=True)
-class Suite:
-    entries: tuple[SuiteEntry, ...]
-    split: str = "test"
-    metrics: tuple[str, ...] | None = None  # None: every metric the runs report
-    floor: float = 0.02
-    k: float = 3.0
-    floors: dict[str, float] = field(default_factory=dict)
-    threads: int | None = None
-    device: str = "cpu"
-
-    def tolerance(self, metric: str, std: float) -> float:
-        return max(self.floors.get(metric, self.floor), self.k * std)
-
-
-def _suite_error(path: Path, what: str) -> MmerbenchError:
-    return MmerbenchError(f"Suite {path} is malformed: {what}.")
-
-
-def _int_list(value: Any, path: Path, where: str) -> tuple[int, ...]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = [value]
-    if (not isinstance(value, list) or not value
-            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
-        raise _suite_error(path, f"{where} must be a non-empty list of integers, but got {value!r}")
-    return tuple(dict.fromkeys(value))
-
-
-def _number(value: Any, path: Path, where: str, *, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 \
-            or (positive and value == 0):
-        raise _suite_error(path, f"{where} must be a {'positive' if positive else 'non-negative'} number, "
-                                 f"but got {value!r}")
-    return float(value)
-
-
-def load_suite(path: str | Path = DEFAULT_SUITE) -> Suite:
-    """Read and validate a suite file; every problem is one :class:`MmerbenchError` sentence."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise MmerbenchError(f"Suite file {path} does not exist (run from the repository root, or pass --suite).") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise _suite_error(path, f"not readable YAML ({type(e).__name__})") from None
-    if not isinstance(data, dict):
-        raise _suite_error(path, "expected a mapping at the top level")
-    if data.get("version") != SUITE_VERSION:
-        raise _suite_error(path, f"expected `version: {SUITE_VERSION}`, but got {data.get('version')!r}")
-    known = {"version", "split", "metrics", "tolerance", "threads", "device", "seeds", "scale", "data_seed", "runs"}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise _suite_error(path, f"unknown keys {unknown} (known: {sorted(known)})")
-    split = data.get("split", "test")
-    if split not in results.SPLITS_SCORED:
-        raise _suite_error(path, f"`split` must be one of {list(results.SPLITS_SCORED)}, but got {split!r}")
-    metric_names = data.get("metrics")
-    if metric_names is not None:
-        if not isinstance(metric_names, list) or not all(isinstance(m, str) for m in metric_names):
-            raise _suite_error(path, "`metrics` must be a list of metric names")
-        for m in metric_names:
-            try:
-                metricslib.metric_info(m)
-            except UnknownNameError as e:
-                raise _suite_error(path, str(e).rstrip(".")) from None
-        metric_names = tuple(metric_names)
-    tol = data.get("tolerance") or {}
-    if not isinstance(tol, dict) or set(tol) - {"floor", "k", "floors"}:
-        raise _suite_error(path, "`tolerance` must be a mapping with `floor`, `k` and optionally `floors`")
-    floors = tol.get("floors") or {}
-    if not isinstance(floors, dict):
-        raise _suite_error(path, "`tolerance.floors` must map metric names to numbers")
-    floors = {str(k): _number(v, path, f"tolerance.floors.{k}") for k, v in floors.items()}
-    threads = data.get("threads")
-    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
-        raise _suite_error(path, f"`threads` must be a positive integer, but got {threads!r}")
-    default_seeds = _int_list(data.get("seeds", [1, 2]), path, "`seeds`")
-    runs = data.get("runs")
-    if not isinstance(runs, list) or not runs:
-        raise _suite_error(path, "`runs` must be a non-empty list of {method, dataset, ...} entries")
-    entries, names = [], set()
-    run_keys = {"name", "method", "dataset", "seeds", "preset", "epochs", "set", "scale", "data_seed"}
-    for i, r in enumerate(runs):
-        where = f"runs[{i}]"
-        if not isinstance(r, dict) or not isinstance(r.get("method"), str) or not isinstance(r.get("dataset"), str):
-            raise _suite_error(path, f"{where} must be a mapping with `method` and `dataset`")
-        bad = sorted(set(r) - run_keys)
-        if bad:
-            raise _suite_error(path, f"{where} has unknown keys {bad} (known: {sorted(run_keys)})")
-        overrides = r.get("set") or []
-        if isinstance(overrides, str):
-            overrides = [overrides]
-        if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
-            raise _suite_error(path, f"{where}.set must be a list of KEY=VALUE strings")
-        epochs = r.get("epochs")
-        if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1):
-            raise _suite_error(path, f"{where}.epochs must be a positive integer")
-        scale = r.get("scale", data.get("scale"))
-        data_seed = r.get("data_seed", data.get("data_seed"))
-        entry = SuiteEntry(
-            name=str(r.get("name") or f"{r['method']}/{r['dataset']}"),
-            method=r["method"], dataset=r["dataset"],
-            seeds=_int_list(r.get("seeds", list(default_seeds)), path, f"{where}.seeds"),
-            preset=r.get("preset"), epochs=epochs, overrides=tuple(overrides),
-            scale=None if scale is None else _number(scale, path, "`scale`", positive=True),
-            data_seed=None if data_seed is None else int(data_seed),
-        )
-        if entry.name in names:
-            raise _suite_error(path, f"two runs are named {entry.name!r}; give one a `name`")
-        names.add(entry.name)
-        entries.append(entry)
-    return Suite(entries=tuple(entries), split=split, metrics=metric_names,
-                 floor=_number(tol.get("floor", 0.02), path, "tolerance.floor"),
-                 k=_number(tol.get("k", 3.0), path, "tolerance.k"), floors=floors, threads=threads,
-                 device=str(data.get("device", "cpu")))
-
-
-def uncovered_methods(suite: Suite) -> list[str]:
-    """Registered methods and baselines that no suite entry runs."""
-    from mmerbench.registry import list_methods
-
-    covered = {e.method for e in suite.entries}
-    return [m for m in list_methods() if m not in covered]
-
-
-# ---------------------------------------------------------------------------- the baseline
-
-
-def load_baseline(path: str | Path = DEFAULT_BASELINE) -> dict[str, Any]:
-    path = Path(path)
-
-    def bad(what: str) -> MmerbenchError:
-        return MmerbenchError(f"Baseline {path} is malformed: {what}; {UPDATE_HINT}.")
-
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise MmerbenchError(f"Baseline {path} does not exist; {UPDATE_HINT}.") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise bad(f"not readable JSON ({type(e).__name__})") from None
-    if not isinstance(data, dict) or data.get("version") != BASELINE_VERSION:
-        raise bad(f"expected an object with `version: {BASELINE_VERSION}`")
-    entries = data.get("entries")
-    if not isinstance(entries, dict):
-        raise bad("`entries` must be an object")
-    for name, e in entries.items():
-        ms = e.get("metrics") if isinstance(e, dict) else None
-        if not isinstance(ms, dict):
-            raise bad(f"entry {name!r} has no `metrics` object")
-        for metric, v in ms.items():
-            ok = isinstance(v, dict) and all(
-                isinstance(v.get(k), (int, float)) and not isinstance(v.get(k), bool) and math.isfinite(v[k])
-                for k in ("mean", "std"))
-            if not ok or v["std"] < 0:
-                raise bad(f"{name} {metric} needs a finite `mean` and a non-negative `std`")
-    return data
-
-
-# ---------------------------------------------------------------------------- running and comparing
+FAILING = ("error", "missing", "changed", "vanished", "new", "below floor")
 
 
 @dataclass
@@ -234,10 +49,11 @@ class EntryResult:
     entry: SuiteEntry
     config_hash: str | None = None
     values: dict[str, list[float]] = field(default_factory=dict)  # metric -> one value per seed
+    prior: dict[str, float] = field(default_factory=dict)  # metric -> label-prior score on the split
     error: str | None = None
     seconds: float = 0.0
 
-    def summary(self) -> dict[str, dict[str, float]]:
+    def summary(self) -> dict[str, dict[str, Any]]:
         out = {}
         for m, vals in sorted(self.values.items()):
             a = np.asarray(vals, dtype=float)
@@ -250,15 +66,14 @@ class EntryResult:
 class Row:
     entry: str
     metric: str
-    status: str  # "regressed", "improved", "ok", "new", "missing", "error", "removed"
-    baseline: float | None = None
-    current: float | None = None
-    tolerance: float | None = None
+    status: str  # "ok", "changed", "vanished", "new", "below floor", "floor ok", "error", "missing", "removed"
+    reference: float | None = None  # the baseline's mean, or the floor
+    current: float | None = None  # the mean now, or the worst seed against a floor
     note: str = ""
 
     @property
     def delta(self) -> float | None:
-        return None if self.baseline is None or self.current is None else self.current - self.baseline
+        return None if self.reference is None or self.current is None else self.current - self.reference
 
 
 @dataclass
@@ -267,12 +82,14 @@ class CheckReport:
     results: list[EntryResult]
     uncovered: list[str]
     baseline_path: Path
+    exact: bool = True
     updated: bool = False
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
 
     @property
     def failed(self) -> bool:
-        return not self.updated and any(r.status in ("regressed", "missing", "error") for r in self.rows)
+        return not self.updated and any(r.status in FAILING for r in self.rows)
 
     def count(self, status: str) -> int:
         return sum(r.status == status for r in self.rows)
@@ -283,14 +100,20 @@ class CheckRequest:
     suite: str | Path = DEFAULT_SUITE
     baseline: str | Path = DEFAULT_BASELINE
     update: bool = False
-    runs_dir: str | Path | None = None
+    reason: str | None = None  # why the numbers moved; required with update
+    exact: bool = True  # False: the floors only (a machine whose numbers differ bitwise)
+    runs_dir: str | Path | None = None  # must be new or empty
     data_dir: str | None = None
+    device: str | None = None  # None: the suite's (another device goes with exact=False)
     progress: Callable[[str], None] | None = None
+
+
+# ---------------------------------------------------------------------------- running
 
 
 def run_suite(suite: Suite, runs_dir: Path, data_dir: str | None = None,
               progress: Callable[[str], None] | None = None) -> list[EntryResult]:
-    """Run every suite entry (finished runs in `runs_dir` are reused); a failing entry is recorded, not raised."""
+    """Run every suite entry into `runs_dir`; a failing entry is recorded, not raised."""
     from contextlib import nullcontext
 
     import torch
@@ -310,6 +133,8 @@ def run_suite(suite: Suite, runs_dir: Path, data_dir: str | None = None,
 
 def _run_entry(suite: Suite, e: SuiteEntry, i: int, runs_dir: Path, data_dir: str | None,
                progress: Callable[[str], None] | None) -> EntryResult:
+    from mmerbench.data.registry import load_dataset
+    from mmerbench.prior import prior_scores
     from mmerbench.runner import RunRequest, run
 
     res = EntryResult(e)
@@ -323,6 +148,9 @@ def _run_entry(suite: Suite, e: SuiteEntry, i: int, runs_dir: Path, data_dir: st
             for metric, value in seed_res.metrics[suite.split].items():
                 if suite.metrics is None or metric in suite.metrics:
                     res.values.setdefault(metric, []).append(float(value))
+        if e.floor is not None:
+            dataset = load_dataset(e.dataset, data_dir=data_dir, scale=e.scale, seed=e.data_seed)
+            res.prior = prior_scores(dataset, suite.split)
     except Exception as exc:  # a crash is a finding of the check, not the end of it
         res.error = str(exc) if isinstance(exc, MmerbenchError) else f"{type(exc).__name__}: {exc}"
     res.seconds = time.perf_counter() - t
@@ -332,95 +160,175 @@ def _run_entry(suite: Suite, e: SuiteEntry, i: int, runs_dir: Path, data_dir: st
     return res
 
 
-def compare(suite: Suite, current: list[EntryResult], baseline: dict[str, Any]) -> list[Row]:
+# ---------------------------------------------------------------------------- comparing
+
+
+def _floor_rows(res: EntryResult) -> list[Row]:
+    f = res.entry.floor
+    if f is None:
+        return []
+    name = res.entry.name
+    vals = res.values.get(f.metric)
+    if not vals or f.metric not in res.prior:
+        return [Row(name, f.metric, "error", note="the floor's metric is not reported by this run")]
+    prior = res.prior[f.metric]
+    floor = f.value(prior)
+    higher = metricslib.direction(f.metric)
+    worst = math.nan if any(not math.isfinite(v) for v in vals) else (min(vals) if higher else max(vals))
+    ok = all(f.cleared(v, prior) for v in vals)
+    return [Row(name, f.metric, "floor ok" if ok else "below floor", floor, worst,
+                f"worst of {len(vals)} seeds vs floor = label prior {prior:.4f} {'+' if floor > prior else '-'} "
+                f"margin {f.margin:g}")]
+
+
+def _exact_rows(suite: Suite, res: EntryResult, base: dict[str, Any]) -> list[Row]:
+    name, rows = res.entry.name, []
+    note = ""
+    if base.get("config_hash") and res.config_hash and base["config_hash"] != res.config_hash:
+        note = f"config {base['config_hash']} → {res.config_hash}"
+    if list(base["seeds"]) != list(res.entry.seeds):
+        return [Row(name, "—", "changed", note=f"seeds {base['seeds']} → {list(res.entry.seeds)}")]
+    current = res.summary()
+    for metric in sorted(set(current) | set(base["metrics"])):
+        b, cur = base["metrics"].get(metric), current.get(metric)
+        if cur is None:
+            rows.append(Row(name, metric, "vanished", float(np.mean(b["values"])), None,
+                            "in the baseline, no longer reported by this run"))
+        elif b is None:
+            rows.append(Row(name, metric, "new", None, cur["mean"], "not in the baseline"))
+        else:
+            moved = max(abs(x - y) if math.isfinite(x) else math.inf for x, y in zip(cur["values"], b["values"]))
+            status = "ok" if moved <= suite.exact else "changed"
+            extra = "" if status == "ok" else f"largest change of one seed {moved:.2e}"
+            rows.append(Row(name, metric, status, float(np.mean(b["values"])), cur["mean"],
+                            "; ".join(x for x in (extra, note) if x)))
+    return rows
+
+
+def compare(suite: Suite, current: list[EntryResult], baseline: dict[str, Any] | None) -> list[Row]:
+    """The rows of both checks; `baseline` None compares the floors only."""
     rows: list[Row] = []
-    base_entries = baseline.get("entries", {})
+    base_entries = (baseline or {}).get("entries", {})
     for res in current:
         name = res.entry.name
         if res.error is not None:
             rows.append(Row(name, "—", "error", note=res.error))
             continue
+        if not res.values:  # a `metrics:` list that matches nothing would compare nothing and pass
+            rows.append(Row(name, "—", "error", note="none of the suite's metrics is reported by this run"))
+            continue
+        rows += _floor_rows(res)
+        if baseline is None:
+            continue
         base = base_entries.get(name)
         if base is None:
-            rows.append(Row(name, "—", "missing", note=f"not in the baseline; {UPDATE_HINT}"))
+            rows.append(Row(name, "—", "missing", note="not in the baseline"))
             continue
-        note = ""
-        if base.get("config_hash") and res.config_hash and base["config_hash"] != res.config_hash:
-            note = f"config {base['config_hash']} → {res.config_hash}"
-        for metric, cur in res.summary().items():
-            b = base["metrics"].get(metric)
-            if b is None:
-                rows.append(Row(name, metric, "new", current=cur["mean"], note="metric not in the baseline"))
-                continue
-            tol = suite.tolerance(metric, float(b["std"]))
-            better = cur["mean"] - b["mean"] if metricslib.direction(metric) else b["mean"] - cur["mean"]
-            if not math.isfinite(cur["mean"]) or better < -tol:
-                status = "regressed"
-            elif better > tol:
-                status = "improved"
-            else:
-                status = "ok"
-            rows.append(Row(name, metric, status, float(b["mean"]), cur["mean"], tol, note))
-    in_suite = {res.entry.name for res in current}
-    for name in sorted(set(base_entries) - in_suite):
-        rows.append(Row(name, "—", "removed", note="in the baseline, no longer in the suite"))
+        rows += _exact_rows(suite, res, base)
+    if baseline is not None:
+        in_suite = {res.entry.name for res in current}
+        for name in sorted(set(base_entries) - in_suite):
+            rows.append(Row(name, "—", "removed", note="in the baseline, no longer in the suite"))
     return rows
 
 
-def baseline_document(suite: Suite, current: list[EntryResult]) -> dict[str, Any]:
+# ---------------------------------------------------------------------------- the baseline document
+
+
+def baseline_document(suite: Suite, current: list[EntryResult], reason: str, rows: list[Row],
+                      old: dict[str, Any] | None) -> dict[str, Any]:
     import platform
+    import sys
 
     import torch
 
     import mmerbench
+    from mmerbench.runner import _git_commit
 
+    moved = [f"{r.entry} {r.metric}" for r in rows if r.status in ("changed", "vanished", "new", "missing")]
+    history = list((old or {}).get("history") or [])
+    history.append({"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "reason": reason,
+                    "git_commit": _git_commit(), "moved": len(moved), "first_moved": moved[:10]})
+    entries = {}
+    for r in current:
+        entry: dict[str, Any] = {"method": r.entry.method, "dataset": r.entry.dataset, "config_hash": r.config_hash,
+                                 "seeds": list(r.entry.seeds), "metrics": r.summary()}
+        f = r.entry.floor
+        if f is not None:
+            prior = r.prior[f.metric]
+            entry["floor"] = {"metric": f.metric, "label_prior": prior, "margin": f.margin, "floor": f.value(prior)}
+        entries[r.entry.name] = entry
     return {
-        "version": BASELINE_VERSION,
+        "version": 2,
         "split": suite.split,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "environment": {"mmerbench": mmerbench.__version__, "torch": torch.__version__,
                         "python": sys.version.split()[0], "platform": platform.platform(),
                         "threads": suite.threads or torch.get_num_threads()},
-        "entries": {
-            r.entry.name: {"method": r.entry.method, "dataset": r.entry.dataset, "config_hash": r.config_hash,
-                           "seeds": list(r.entry.seeds), "metrics": r.summary()}
-            for r in current
-        },
+        "entries": entries,
+        "history": history,
     }
+
+
+# ---------------------------------------------------------------------------- the check
+
+
+def _fresh_store(runs_dir: str | Path) -> Path:
+    path = Path(runs_dir)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise MmerbenchError(
+            f"--runs-dir {path} is not a new or empty folder: the check trains into a fresh store, since a finished "
+            f"run reused by its config hash would hide a change of code.")
+    return path
+
+
+def _refuse_update(baseline_path: Path, current: list[EntryResult], rows: list[Row]) -> None:
+    failed = [r for r in current if r.error is not None]
+    if failed:
+        raise MmerbenchError(
+            f"Not updating {baseline_path}: {len(failed)} suite run(s) failed, first {failed[0].entry.name}: "
+            f"{failed[0].error}")
+    bad = [r for r in rows if r.status in ("below floor", "error")]
+    if bad:
+        raise MmerbenchError(
+            f"Not updating {baseline_path}: {bad[0].entry} {bad[0].metric} does not clear its floor "
+            f"({bad[0].note}); a baseline records runs that learned.")
+    nonfinite = [(r.entry.name, m) for r in current for m, v in r.values.items() if not all(map(math.isfinite, v))]
+    if nonfinite:
+        raise MmerbenchError(f"Not updating {baseline_path}: {nonfinite[0][0]} {nonfinite[0][1]} is not finite.")
 
 
 def check(req: CheckRequest) -> CheckReport:
     """Run the suite and compare it with the baseline (or, with ``update``, rewrite the baseline)."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     suite = load_suite(req.suite)
+    if req.device is not None and req.device != suite.device:
+        if req.exact or req.update:
+            raise MmerbenchError(f"--device {req.device} differs from the suite's {suite.device}, where the baseline's "
+                                 f"numbers hold: add --floors-only.")
+        suite = replace(suite, device=req.device)
     baseline_path = Path(req.baseline)
-    old: dict[str, Any] | None
+    if req.update and not (req.reason or "").strip():
+        raise MmerbenchError('--update needs --reason "...": the baseline\'s history records why the numbers moved.')
+    old: dict[str, Any] | None = None
     if req.update:
         try:
             old = load_baseline(baseline_path)
         except MmerbenchError:
             old = None  # being replaced anyway
-    else:
+    elif req.exact:
         old = load_baseline(baseline_path)  # a missing or broken baseline stops here, before any run
     if req.runs_dir is not None:
-        current = run_suite(suite, Path(req.runs_dir), req.data_dir, req.progress)
+        current = run_suite(suite, _fresh_store(req.runs_dir), req.data_dir, req.progress)
     else:
         with tempfile.TemporaryDirectory(prefix="mmerbench-check-") as tmp:
             current = run_suite(suite, Path(tmp), req.data_dir, req.progress)
-    rows = compare(suite, current, old) if old is not None else []
-    report = CheckReport(rows, current, uncovered_methods(suite), baseline_path)
+    rows = compare(suite, current, old if (req.exact or req.update) else None)
+    report = CheckReport(rows, current, uncovered_methods(suite), baseline_path, exact=req.exact)
     if req.update:
-        failed = [r for r in current if r.error is not None]
-        if failed:
-            raise MmerbenchError(
-                f"Not updating {baseline_path}: {len(failed)} suite run(s) failed, first {failed[0].entry.name}: "
-                f"{failed[0].error}")
-        results.write_json(baseline_path, baseline_document(suite, current))
+        _refuse_update(baseline_path, current, rows)
+        results.write_json(baseline_path, baseline_document(suite, current, req.reason.strip(), rows, old))
         report.updated = True
-        for row in report.rows:
-            if row.status == "missing":
-                row.status, row.note = "new", "added to the baseline"
-    report.seconds = time.perf_counter() - t0
+    report.seconds, report.cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
     return report
 
 
@@ -433,29 +341,35 @@ def format_report(report: CheckReport, show_all: bool = False) -> str:
     def num(v: float | None) -> str:
         return "" if v is None else f"{v:.4f}"
 
-    shown = [r for r in report.rows if show_all or r.status != "ok"]
-    order = {"error": 0, "missing": 1, "regressed": 2, "improved": 3, "new": 4, "removed": 5, "ok": 6}
+    quiet = ("ok", "floor ok")
+    shown = [r for r in report.rows if show_all or r.status not in quiet]
+    order = {s: i for i, s in enumerate(FAILING + ("removed", "floor ok", "ok"))}
     shown.sort(key=lambda r: (order[r.status], r.entry, r.metric))
     lines = []
     if shown:
-        table = [[r.status, r.entry, r.metric, num(r.baseline), num(r.current),
-                  "" if r.delta is None else f"{r.delta:+.4f}", num(r.tolerance), r.note] for r in shown]
-        lines.append(tabulate(table, headers=["status", "run", "metric", "baseline", "now", "change", "tolerance",
-                                              "note"], disable_numparse=True))
+        table = [[r.status, r.entry, r.metric, num(r.reference), num(r.current),
+                  "" if r.delta is None else f"{r.delta:+.4f}", r.note] for r in shown]
+        lines.append(tabulate(table, headers=["status", "run", "metric", "baseline/floor", "now", "change", "note"],
+                              disable_numparse=True))
         lines.append("")
-    n_metrics = sum(r.status in ("ok", "improved", "regressed") for r in report.rows)
-    counts = ", ".join(f"{report.count(s)} {s}" for s in ("regressed", "improved", "error", "missing", "new",
-                                                          "removed") if report.count(s))
+    n_exact = report.count("ok") + report.count("changed")
+    n_floor = report.count("floor ok") + report.count("below floor")
+    counts = ", ".join(f"{report.count(s)} {s}" for s in FAILING + ("removed",) if report.count(s))
+    took = f"{report.seconds:.0f} s wall, {report.cpu_seconds:.0f} s CPU"
+    what = (f"{n_exact} metrics compared exactly and " if report.exact else "") + \
+        f"{n_floor} floors over {len(report.results)} runs"
     if report.updated:
-        lines.append(f"Baseline written: {report.baseline_path} ({len(report.results)} runs, {report.seconds:.0f} s)"
-                     + (f"; against the previous one: {counts or 'no change beyond tolerance'}" if report.rows else ""))
+        lines.append(f"Baseline written: {report.baseline_path} ({len(report.results)} runs, {n_floor} floors "
+                     f"cleared; {took})" + (f"; against the previous one: {counts}" if counts else ""))
     elif report.failed:
-        lines.append(f"Check FAILED: {counts} ({n_metrics} metrics compared over {len(report.results)} runs, "
-                     f"{report.seconds:.0f} s). If the change is intended, {UPDATE_HINT}.")
+        hint = (f"If the change is intended, {UPDATE_HINT}." if not report.count("below floor") else
+                "A run below its floor did not learn: fix the method (or resize its suite entry).")
+        lines.append(f"Check FAILED: {counts} ({what}; {took}). {hint}")
     else:
-        lines.append(f"Check passed: {n_metrics} metrics within tolerance over {len(report.results)} runs"
-                     + (f" ({counts})" if counts else "") + f", {report.seconds:.0f} s.")
+        lines.append(f"Check passed: {what}"
+                     + (" reproduced the baseline and cleared their floors" if report.exact else " cleared")
+                     + (f" ({counts})" if counts else "") + f"; {took}.")
     if report.uncovered:
         lines.append(f"Not in the suite: {', '.join(report.uncovered)} — add them to the suite file and "
-                     f"run `mmerbench check --update`.")
+                     f'run `mmerbench check --update --reason "..."`.')
     return "\n".join(lines)

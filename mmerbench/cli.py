@@ -368,30 +368,36 @@ def profile(method, dataset, preset, overrides, device, batch_sizes, dtype, step
 
 
 @cli.command()
-@click.option("--suite", type=click.Path(dir_okay=False), default="ci/suite.yaml", show_default=True, help="The suite: which runs, seeds, metrics and tolerances.")
-@click.option("--baseline", type=click.Path(dir_okay=False), default="ci/baseline.json", show_default=True, help="The stored metrics to compare with.")
+@click.option("--suite", type=click.Path(dir_okay=False), default="ci/suite.yaml", show_default=True, help="The suite: which runs, seeds, metrics and floors.")
+@click.option("--baseline", type=click.Path(dir_okay=False), default="ci/baseline.json", show_default=True, help="The stored per-seed metrics to compare with.")
 @click.option("--update", is_flag=True, help="Rewrite the baseline from this run (deliberately: review the diff before committing it).")
-@click.option("--runs-dir", type=click.Path(file_okay=False), default=None, help="Keep the suite's runs here, reusing finished ones (default: a temporary folder).")
+@click.option("--reason", default=None, help="With --update: why the numbers moved (recorded in the baseline's history).")
+@click.option("--floors-only", is_flag=True, help="Check the quality floors only, not the exact numbers (a machine whose numbers differ bitwise: another CPU, a GPU).")
+@click.option("--device", default=None, help="With --floors-only: run the suite on this device (cpu, cuda, auto) instead of the suite's.")
+@click.option("--runs-dir", type=click.Path(file_okay=False), default=None, help="Keep the suite's runs here: a new or empty folder (default: a temporary folder).")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Data root where the twins are cached (default $MMERBENCH_DATA, else ~/.cache/mmerbench/data).")
-@click.option("--all", "show_all", is_flag=True, help="List every compared metric, not only those that moved.")
+@click.option("--all", "show_all", is_flag=True, help="List every compared metric and floor, not only those that failed.")
 @click.option("--quiet", "-q", is_flag=True, help="No per-run progress lines.")
-def check(suite, baseline, update, runs_dir, data_dir, show_all, quiet):
-    """Run the regression suite and compare its metrics with the stored baseline.
+def check(suite, baseline, update, reason, floors_only, device, runs_dir, data_dir, show_all, quiet):
+    """Run the regression suite: its numbers must reproduce the baseline exactly, and each
+    floored run must beat its label-prior score by a margin.
 
-    Exit code 1 when a metric moved the wrong way beyond its tolerance
-    (max(floor, k × seed std)), a run failed, or a run is missing from the baseline.
+    Exit code 1 when a number changed, a metric vanished or appeared, a run fell below its
+    floor, a run failed, or a run is missing from the baseline.
 
     \b
     Examples:
       mmerbench check
-      mmerbench check --update          # after an intended change; commit ci/baseline.json
+      mmerbench check --update --reason "MulT: fix the attention mask"   # commit ci/baseline.json
+      mmerbench check --floors-only --device cuda   # on a GPU, or another CPU
       mmerbench check --runs-dir /tmp/check-runs --all
     """
     from mmerbench.check import CheckRequest, check as run_check, format_report
 
     say = None if quiet else (lambda line: click.echo(line, err=True))
-    report = run_check(CheckRequest(suite=suite, baseline=baseline, update=update, runs_dir=runs_dir,
-                                    data_dir=data_dir, progress=say))
+    report = run_check(CheckRequest(suite=suite, baseline=baseline, update=update, reason=reason,
+                                    exact=not floors_only, device=device, runs_dir=runs_dir, data_dir=data_dir,
+                                    progress=say))
     click.echo(format_report(report, show_all=show_all))
     if report.failed:
         sys.exit(1)
@@ -443,11 +449,16 @@ def sweep(methods, datasets, seeds, preset, overrides, epochs, grid_file, launch
         sys.exit(1)
 
 
+# Ctrl-C reaches click as Abort; finished seeds and the last epoch's checkpoint are on disk by then.
+RESUME_HINT = "A run resumes from its last checkpoint when the same command is run again."
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="mmerbench", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
+        click.echo(RESUME_HINT, err=True)
         sys.exit(130)
     except click.ClickException as e:
         e.show()

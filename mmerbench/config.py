@@ -130,7 +130,7 @@ def resolve(
     for item in overrides:
         key, value = parse_override(item)
         _check_key(method, key, params)
-        params[key] = value
+        params[key] = _like(params[key], value)
     cfg = {
         "method": method,
         "dataset": dataset,
@@ -151,7 +151,19 @@ def _check_key(method: str, key: str, params: dict[str, Any]) -> None:
         )
 
 
+def _like(current: Any, value: Any) -> Any:
+    """`--set lr=1` means `lr=1.0` where the setting is a float: one config, one spelling."""
+    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
 def config_hash(cfg: dict[str, Any]) -> str:
-    """A short stable hash of the resolved config: it names the run folder."""
-    blob = json.dumps(cfg, sort_keys=True, default=str, separators=(",", ":"))
+    """A short stable hash of what the run does: it names the run folder.
+
+    The preset's name is left out, since its values are already in ``params``: a
+    preset that changes nothing (or the same values set by hand) is the same run.
+    """
+    what = {k: v for k, v in cfg.items() if k != "preset"}
+    blob = json.dumps(what, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:10]

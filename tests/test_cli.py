@@ -76,3 +76,20 @@ def test_listings(tmp_path):
     assert "present" in [ln for ln in out.output.splitlines() if ln.startswith("mosei-aligned")][0]
     out = CliRunner().invoke(cli, ["methods"])
     assert out.exit_code == 0 and all(m in out.output for m in ("br", "cc", "lp", "mlp"))
+
+
+def test_ctrl_c_says_the_run_resumes(monkeypatch, capsys, tmp_path):
+    import pytest
+
+    from mmerbench import runner
+    from mmerbench.cli import main
+
+    def interrupted(req, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "run", interrupted)
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--method", "br", "--dataset", "synth-mosei-aligned", "--runs-dir", str(tmp_path), "-q"])
+    assert exc.value.code == 130
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert err == ["Aborted.", "A run resumes from its last checkpoint when the same command is run again."]

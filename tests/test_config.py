@@ -47,3 +47,19 @@ def test_hash_is_stable_and_sensitive():
     assert config_hash(a) == config_hash(b) and len(config_hash(a)) == 10
     assert config_hash(_resolve(overrides=["lr=0.002"])) != config_hash(a)
     assert config_hash(_resolve(dataset="synth-mosei-unaligned")) != config_hash(a)
+
+
+def test_hash_is_of_the_resolved_config_not_its_spelling():
+    # BR's `small` preset is empty: the same run with or without it.
+    br = dict(dataset="synth-mosei-aligned", base_dataset="mosei-aligned", base={"threshold": 0.5})
+    assert (config_hash(resolve("br", "mmerbench.baselines", preset="small", **br))
+            == config_hash(resolve("br", "mmerbench.baselines", **br)))
+    # A preset's values set by hand, --epochs or --set epochs, an int for a float: one run each.
+    small = _resolve(preset="small")
+    by_hand = _resolve(overrides=[f"{k}={v}" for k, v in small["params"].items()
+                                  if v != _resolve()["params"][k]])
+    assert by_hand["params"] == small["params"] and config_hash(by_hand) == config_hash(small)
+    assert config_hash(_resolve(epochs=7)) == config_hash(_resolve(overrides=["epochs=7"]))
+    assert config_hash(_resolve(overrides=["dropout=0"])) == config_hash(_resolve(overrides=["dropout=0.0"]))
+    assert config_hash(_resolve(overrides=["dropout=0"])) != config_hash(_resolve(overrides=["dropout=0.5"]))
+    assert config_hash(_resolve(preset="small")) != config_hash(_resolve())  # a preset that changes something

@@ -145,9 +145,22 @@ def test_efficiency_columns_and_plots_from_profiles(store):
 
 
 def test_no_profiles_no_efficiency_columns(store):
-    t = _table(build(LeaderboardRequest(runs_dir=store)), "mosei-aligned")
+    doc = build(LeaderboardRequest(runs_dir=store))
+    t = _table(doc, "mosei-aligned")
     assert not any(c.key.startswith(("params", "latency", "train_samples")) for c in t.columns)
     assert t.figures == []
+    # The page says why it has no plots and what makes them appear.
+    html = render.render(doc, "html")
+    assert "No plots: " in html and "no run is profiled yet" in html and "mmerbench profile" in html
+    assert "only one dataset here" in html
+
+
+def test_page_with_plots_has_no_missing_plots_note_and_no_plots_says_so(store):
+    for method, chash in (("br", "aaaaaaaaaa"), ("tailor", "dddddddddd")):
+        fake_profile(store, "mosei-aligned", method, chash, {"params": 2_000, "latency_ms_p50": 0.5})
+    assert "No plots" not in render.render(build(LeaderboardRequest(runs_dir=store)), "html")
+    html = render.render(build(LeaderboardRequest(runs_dir=store, plots=False)), "html")
+    assert "No plots: they were left out (--no-plots)." in html
 
 
 def test_bad_files_in_the_store_do_not_break_the_board(store):

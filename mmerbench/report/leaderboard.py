@@ -534,5 +534,21 @@ def build(req: LeaderboardRequest) -> Document:
         sections=sections,
         intro=[f"Run store: {req.runs_dir}."],
         meta={"runs_dir": str(req.runs_dir), "data": req.data, "metrics": list(req.metrics),
-              "reference": req.reference, "test": req.test, "alpha": req.alpha, "interval": req.interval},
+              "reference": req.reference, "test": req.test, "alpha": req.alpha, "interval": req.interval,
+              "plots_note": _no_plots_note(sections, profiles, req)},
     )
+
+
+def _no_plots_note(sections: list[Section], profiles: dict, req: LeaderboardRequest) -> str:
+    """Why a page has no plots and what makes them appear ("" when it has some); the HTML page shows it."""
+    if any(t.figures for s in sections for t in s.tables):
+        return ""
+    if not req.plots:
+        return "No plots: they were left out (--no-plots)."
+    profiled = sum(1 for p in profiles.values() if p.metrics)
+    cost = ("no run is profiled yet" if not profiled else "no dataset has two profiled configs")
+    n_max = max((len(s.tables) for s in sections), default=0)
+    return (f"No plots: the quality-against-cost plots need at least two profiled configs on one dataset "
+            f"({cost}; `mmerbench profile METHOD DATASET` writes a profile), and the critical-difference diagram "
+            f"needs at least two datasets with three or more methods in common "
+            f"({'only one dataset here' if n_max < 2 else 'not met here'}).")
