@@ -104,12 +104,12 @@ def evaluate(req: EvaluateRequest) -> runner.SeedResult:
     device = runner.resolve_device(req.device)
     runner.deterministic_mode(device)
     runner.seed_everything(req.seed)
+    torch.manual_seed(req.seed)
+    model = runner.build_model(prep, prep.spec)
+    state = _our_state(req, model)  # a file that does not fit fails here, before the data is read
     dataset = load_dataset(req.dataset, data_dir=req.data_dir, scale=req.scale, seed=req.data_seed)
     spec, p = dataset.spec, prep.config["params"]
-    torch.manual_seed(req.seed)
-    model = runner.build_model(prep, spec)
-    model.setup(dataset["train"])
-    state = _our_state(req, model)
+    model.setup(dataset["train"])  # whatever it learns lives in buffers, which the weights then replace
     model.load_state_dict(state)
     model = model.to(device)
     mods = p.get("modalities") or list(spec.modalities)
