@@ -49,6 +49,18 @@ What each part implements (paper §3):
   ``trials`` such reloads are used (the authors' ``num_trials = 1``: the first
   reload is also the early stop).
 
+Parameters, reconciled with the authors' code (the parity suite,
+``tests/parity/test_misa.py``, checks each figure; MOSEI sentiment, 1 output):
+ours 5,097,613 = their GloVe build (``use_bert=False``) − their word-embedding
+table (|V| × 300: our text input is the GloVe vectors it looks up) − their
+``sp_discriminator`` (516, never in the loss); we add nothing. Their default
+BERT build has 110,915,473 = ours − our text LSTM (3,610,800) − our text
+projection from 1200 (153,728) + BERT-base (109,482,240) + their projection
+from 768 (98,432) + ``sp_discriminator`` (516) + the text LayerNorm they build
+but do not call with BERT (1,200). With ``diff_norm: detached``,
+``recon_target: attached`` and their weights imported, logits, every loss
+term and one step's gradients agree with theirs to 1e-5 (their GloVe branch).
+
 Task heads: sigmoid + BCE for multi-label (``task_loss``), cross-entropy for
 multi-class, BCE on one logit for binary (the authors' humour run uses a
 2-way softmax), and **MSE** for regression — the authors' sentiment criterion
@@ -78,8 +90,10 @@ Choices the paper (or its code) leaves open, made here and named:
    all centred moments are 0), giving NaN. We use ``linalg.vector_norm``,
    whose gradient at 0 is 0; the value is unchanged.
 7. **Modality order** of the fused sequence is the dataset's (text, audio,
-   vision); the authors stack (t, v, a). A permutation of the concatenation:
-   the same model family.
+   vision); the authors stack (t, v, a). The fusion attention has no
+   positions or masks, so the order only permutes the concatenation: the
+   importer (:mod:`mmerbench.importers.misa`) permutes the head's input
+   columns and the two compute the same function exactly (no switch needed).
 8. **Dead modules dropped.** The authors build a shared/private
    "sp_discriminator" (Linear 128 → 4) whose loss weight is 0 in their
    config (``sp_weight`` 0.0); it gets no gradient and is not built here (516 parameters

@@ -60,11 +60,16 @@ Choices the paper (or its code) leaves open, made here and named:
    after scaling + positions in every encoder, to queries and to sources. The
    authors drop keys and values with two independent masks; we embed the
    source once (one mask for both).
-5. **Positions.** Sinusoidal table of the shared layers (interleaved sin/cos,
-   positions 0…L-1); the authors' fairseq table (sin|cos halves, positions
-   from 1, a zero vector where a step's first feature is exactly 0) differs
-   only in layout. The memory transformer, an encoder like the others, scales
-   by √(2d) and adds positions again (as the authors').
+5. **Positions** (``positions``, default ``sinusoidal``). The sinusoidal table
+   of the shared layers (interleaved sin/cos, frequencies 10000^(-2i/d),
+   positions 0…L-1). The authors' fairseq table is another function of the
+   step: sin | cos halves with frequencies 10000^(-j/(d/2-1)), positions from
+   1, and a zero vector wherever a step's first feature is exactly 0 (so the
+   zero padding of the public arrays gets no position). ``positions: authors``
+   computes theirs; with the same weights the two give different outputs, so
+   the parity suite (and an imported checkpoint) needs it. The memory
+   transformer, an encoder like the others, scales by √(2d) and adds positions
+   again (as the authors').
 6. **Initialisation**: attention and FFN weights Xavier-uniform, biases zero
    (the authors'; we initialise q, k, v separately rather than one [3d, d]
    block); projections and head keep PyTorch's defaults, as theirs do.
@@ -75,6 +80,13 @@ Choices the paper (or its code) leaves open, made here and named:
 8. **More or fewer modalities.** The paper has three; with M modalities each
    target gets M−1 crossmodal transformers (memory width (M−1)·d). One
    modality needs ``fusion: late``.
+
+Parameters: ours = the authors' exactly (1,074,636 at aligned MOSEI with 6
+outputs, the three targets): they build no module they do not call and we
+add none. The parity suite (``tests/parity/test_mult.py``) imports their
+``MULTModel``'s weights (:mod:`mmerbench.importers.mult`) and compares
+logits, loss and gradients with ``use_masks: false``, ``future_mask: offset``
+and ``positions: authors``.
 
 Ablations (paper Table 3, rows that are model changes): ``targets`` picks the
 target modalities (``[text]`` = the authors' ``--lonly``, i.e. [V,A → L]);
@@ -101,6 +113,19 @@ from mmerbench.registry import register
 
 FUTURE_MASKS = ("relative", "offset")
 FUSIONS = ("crossmodal", "late")
+POSITIONS = ("sinusoidal", "authors")
+
+
+def authors_positions(x: torch.Tensor) -> torch.Tensor:
+    """The authors' (fairseq) positions for x [B, L, D]: [B, L, D], zero where x[..., 0] is exactly 0."""
+    b, length, dim = x.shape
+    half = dim // 2
+    freq = torch.exp(torch.arange(half, dtype=torch.float32, device=x.device) * -(math.log(10000) / (half - 1)))
+    angle = torch.arange(1, length + 1, dtype=torch.float32, device=x.device)[:, None] * freq[None, :]
+    table = torch.cat([torch.sin(angle), torch.cos(angle)], dim=1)
+    if dim % 2:
+        table = F.pad(table, (0, 1))
+    return table[None].to(x.dtype) * (x[..., :1] != 0).to(x.dtype)
 
 
 class MulTConfigError(MmerbenchError, ValueError):
@@ -122,9 +147,10 @@ class _Encoder(nn.Module):
     """√d-scaled input + sinusoidal positions + dropout → D attention layers → LayerNorm (Eq. 4–6)."""
 
     def __init__(self, d_model: int, heads: int, layers: int, d_ff: int, *, cross: bool, attn_dropout: float,
-                 relu_dropout: float, res_dropout: float, embed_dropout: float) -> None:
+                 relu_dropout: float, res_dropout: float, embed_dropout: float,
+                 positions: str = "sinusoidal") -> None:
         super().__init__()
-        self.d_model, self.cross = d_model, cross
+        self.d_model, self.cross, self.positions = d_model, cross, positions
         self.scale = math.sqrt(d_model)
         self.drop = nn.Dropout(embed_dropout)
         layer = _CrossmodalLayer if cross else TransformerLayer
@@ -135,6 +161,8 @@ class _Encoder(nn.Module):
         self.norm = nn.LayerNorm(d_model)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
+        if self.positions == "authors":
+            return self.drop(self.scale * x + authors_positions(x))
         pos = sinusoidal_positions(x.shape[1], self.d_model, device=x.device)
         return self.drop(self.scale * x + pos.to(x.dtype))
 
@@ -174,6 +202,7 @@ class MulT(Method):
         attn_mask: bool = True,
         future_mask: str = "relative",
         use_masks: bool = True,
+        positions: str = "sinusoidal",
         **hparams: Any,
     ) -> None:
         mods = [m for m in spec.modalities if m in (modalities or list(spec.modalities))]
@@ -189,6 +218,8 @@ class MulT(Method):
             raise MulTConfigError(f"Expected `future_mask` to be one of {FUTURE_MASKS}, but got {future_mask!r}")
         if fusion == "crossmodal" and len(mods) < 2:
             raise MulTConfigError(f"Crossmodal fusion needs two or more modalities, but got {mods}; use fusion=late")
+        if positions not in POSITIONS:
+            raise MulTConfigError(f"Expected `positions` to be one of {POSITIONS}, but got {positions!r}")
         if conv_kernel % 2 != 1:
             raise MulTConfigError(f"Expected an odd `conv_kernel`, but got {conv_kernel}")
         super().__init__(
@@ -197,7 +228,7 @@ class MulT(Method):
             input_dropout_modalities=list(input_dropout_modalities), attn_dropout=attn_dropout,
             attn_dropout_by_source=dict(attn_dropout_by_source or {}), relu_dropout=relu_dropout,
             res_dropout=res_dropout, out_dropout=out_dropout, attn_mask=attn_mask, future_mask=future_mask,
-            use_masks=use_masks, **hparams,
+            use_masks=use_masks, positions=positions, **hparams,
         )
         self.modalities, self.targets, self.fusion = mods, tgts, fusion
         self.attn_mask, self.future_mask, self.use_masks = bool(attn_mask), future_mask, bool(use_masks)
@@ -205,7 +236,8 @@ class MulT(Method):
         self.input_dropout_modalities = set(input_dropout_modalities)
         by_source = dict(attn_dropout_by_source or {})
         mem_layers = max(layers, 3) if mem_layers is None else mem_layers
-        common = dict(relu_dropout=relu_dropout, res_dropout=res_dropout, embed_dropout=embed_dropout)
+        common = dict(relu_dropout=relu_dropout, res_dropout=res_dropout, embed_dropout=embed_dropout,
+                      positions=positions)
 
         # §3.3 temporal convolutions: every modality in use to width d (Conv1d, no bias, as the authors).
         self.used = [m for m in mods if m in tgts or any(m in self.sources(t) for t in tgts)]

@@ -97,6 +97,38 @@ def run(method, dataset, seeds, epochs, overrides, preset, device, data_dir, run
     click.echo(run_table(out))
 
 
+@cli.command(cls=GreedyCommand)
+@click.option("--method", "-m", required=True, help="A registered neural method (see `mmerbench methods`).")
+@click.option("--dataset", "-d", required=True, help="A registered dataset or the path of a canonical folder.")
+@click.option("--weights", required=True, type=click.Path(dir_okay=True), help="A torch.save file: a state dict, a checkpoint holding one, or a pickled module (read without running code).")
+@click.option("--from", "origin", type=click.Choice(["authors", "ours"]), default="authors", show_default=True, help="authors: the authors' state dict, mapped by the method's importer; ours: our own (e.g. a run's model.pt).")
+@click.option("--seed", type=int, default=1, show_default=True, help="The seed folder the record goes into.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value (the model must match the weights).")
+@click.option("--preset", default=None, help="A named preset of the method's config.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Data root (default $MMERBENCH_DATA, else ~/.cache/mmerbench/data).")
+@click.option("--runs-dir", type=click.Path(file_okay=False), default=None, help="Run store (default $MMERBENCH_RUNS, else ./runs).")
+@click.option("--force", is_flag=True, help="Score again even when this record exists.")
+@click.option("--scale", type=float, default=None, help="Synthetic twins: fraction of the real split sizes (default 0.2).")
+@click.option("--data-seed", type=int, default=None, help="Synthetic twins: the seed the data is generated from (default 0).")
+def evaluate(method, dataset, weights, origin, seed, overrides, preset, device, data_dir, runs_dir, force, scale,
+             data_seed):
+    """Score given weights (the authors' or ours) on valid and test, stored as a run marked imported.
+
+    \b
+    Examples:
+      mmerbench evaluate --method mult --dataset mosei-aligned --weights mult.pt
+      mmerbench evaluate -m mlp -d synth-mosei-aligned --weights runs/.../seed-1/model.pt --from ours
+    """
+    from mmerbench.evaluate import EvaluateRequest, evaluate as run_evaluate
+    from mmerbench.report.console import run_table
+
+    req = EvaluateRequest(method=method, dataset=dataset, weights=weights, origin=origin, seed=seed,
+                          overrides=tuple(overrides), preset=preset, device=device, data_dir=data_dir,
+                          runs_dir=runs_dir, force=force, scale=scale, data_seed=data_seed)
+    click.echo(run_table([run_evaluate(req)]))
+
+
 @cli.command()
 @click.option("--dataset", "-d", default=None,
               help="Also count each neural method's parameters at its paper config for this dataset.")

@@ -90,6 +90,12 @@ class ConfigRuns:
             return ""
         return ", ".join(f"{k} {d[k]}" for k in sorted(d))
 
+    @property
+    def imported(self) -> str | None:
+        """Where the weights came from when this config scored given weights (`mmerbench evaluate`)."""
+        w = self.config.get("imported_weights")
+        return str(w.get("from", "?")) if isinstance(w, dict) else None
+
     def decision_text(self) -> str:
         texts = sorted({decision_text(d) for d in self.decisions.values()})
         return "; ".join(texts)
@@ -356,7 +362,8 @@ def build_table(
 
     rows = []
     for c in configs:
-        name = c.method + (" (reference)" if c is reference else "")
+        name = c.method + (f" (imported: {c.imported})" if c.imported else "") + \
+            (" (reference)" if c is reference else "")
         cells = [Cell(display=name)]
         if several:
             cells.append(Cell(display=labels.get(c.config_hash, c.config_hash) if c.method in several else ""))

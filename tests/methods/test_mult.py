@@ -213,3 +213,28 @@ def test_beats_br_on_the_aligned_twin(tmp_path):
 
 SLOW_EPOCHS = 6
 SLOW_OVERRIDES = ("d_model=32", "heads=4", "layers=2", "mem_layers=1")
+
+
+def test_authors_positions_by_hand():
+    from mmerbench.methods.mult import authors_positions
+
+    x = torch.ones(1, 3, 4)
+    x[0, 1, 0] = 0.0  # a step whose first feature is exactly 0 gets no position
+    pos = authors_positions(x)[0]
+    # d = 4: frequencies 1 and 10000^-1; positions count from 1; sin | cos halves.
+    for step, p in ((0, 1.0), (2, 3.0)):
+        want = torch.tensor([math.sin(p), math.sin(p * 1e-4), math.cos(p), math.cos(p * 1e-4)])
+        torch.testing.assert_close(pos[step], want)
+    assert torch.equal(pos[1], torch.zeros(4))
+
+
+def test_positions_switch_changes_the_output_and_is_checked():
+    model, spec = build("mult", "synth-mosei-aligned", preset="small")
+    other, _ = build("mult", "synth-mosei-aligned", preset="small", overrides=["positions=authors"])
+    other.load_state_dict(model.state_dict())
+    model.eval(), other.eval()
+    batch = tiny_batch(spec)
+    with torch.no_grad():
+        assert not torch.allclose(model(batch).scores, other(batch).scores)
+    with pytest.raises(ValueError, match="positions"):
+        build("mult", "synth-mosei-aligned", preset="small", overrides=["positions=fairseq"])
