@@ -122,6 +122,19 @@ Ablation switches (Table 3, aligned CMU-MOSEI):
   correlations only, row (12) = both. Without the cross-attention each label
   reads M uniformly: Dep = W(mean of M's real steps), i.e. attention with equal
   weights (one linear map stands for W^V W^M).
+
+Parameters against the authors' code (aligned MOSEI, their train.sh: 6/4/4
+encoder layers, d = 256, 6 labels), to the parameter (tests/parity/test_tailor.py):
+
+    ours 10,405,185 = authors' 10,798,652
+                      − 394,752  six BERT poolers, Linear(256, 256) each (the text,
+                                 vision and audio encoders' and the three CMEs'):
+                                 computed, but their outputs reach neither the
+                                 scores nor the loss
+                      −     257  their label read-out, one Linear(256, 1) shared by
+                                 all labels
+                      +   1,542  ours: Eq. 15's separate weights per label,
+                                 6 × (256 + 1)
 """
 
 from __future__ import annotations
