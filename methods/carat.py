@@ -67,6 +67,9 @@ from the authors' code:
    j + C·(2i + [absent]) — positives share modality, label and polarity; the latents
    of a, b inherit their modality's class. Temperature 0.07, base temperature 0.07
    [`temperature`, `base_temperature`]; anchors without a positive are skipped.
+   The anchors are the batch's latents; the authors' code, which reuses its
+   anchor count for the size of batch + queue, also makes every queue entry an
+   anchor (tests/parity/test_carat.py measures the two on the same inputs).
 5. **Alignment**: none. The label-wise attention pools each modality at its own
    rate, so unaligned MOSEI's 500-step audio and vision are encoded as they are
    (learned positions grown to the sequence length). The authors' unaligned branch
