@@ -67,6 +67,9 @@ from the authors' code:
    j + C·(2i + [absent]) — positives share modality, label and polarity; the latents
    of a, b inherit their modality's class. Temperature 0.07, base temperature 0.07
    [`temperature`, `base_temperature`]; anchors without a positive are skipped.
+   The anchors are the batch's latents; the authors' code, which reuses its
+   anchor count for the size of batch + queue, also makes every queue entry an
+   anchor (tests/parity/test_carat.py measures the two on the same inputs).
 5. **Alignment**: none. The label-wise attention pools each modality at its own
    rate, so unaligned MOSEI's 500-step audio and vision are encoded as they are
    (learned positions grown to the sequence length). The authors' unaligned branch
@@ -91,6 +94,18 @@ from the authors' code:
     for other names. The loss weights above double as the paper's ablation
     switches (e.g. `cl_weight=0` removes contrastive learning,
     `shuffle_aug_clf_weight=0` the shuffled aggregation).
+
+Parameters against the authors' code (aligned MOSEI, their train.sh: 6/4/4
+encoder layers, d = 256, 6 labels), to the parameter (tests/parity/test_carat.py):
+
+    ours 6,937,080 = authors' 7,359,736
+                     − 197,376  three BERT poolers, Linear(256, 256) each (text,
+                                vision, audio encoders): computed, but their
+                                outputs reach neither the scores nor the loss
+                     − 225,280  rows 60–499 of their 500-row vision and audio
+                                position tables, 2 × 440 × 256: aligned MOSEI has
+                                60 steps, so those rows are never read (ours have
+                                `max_positions` = 60 rows, grown when longer)
 """
 
 from __future__ import annotations

@@ -83,7 +83,11 @@ Choices the paper leaves open (each one named; the config key in brackets):
    layers. Position table: `cross_max_positions` (240 = 4·60), grown when the
    fused sequence is longer. Argument order follows Eq. 8 (CME(P^v, P^a), then
    CME(Z^va, P^t), then CME(Z^vat, C)); the authors' code concatenates
-   (audio, vision) and (text, Z^va) — only positions and token types differ.
+   (audio, vision) and (text, Z^va) — only positions and token types differ
+   [`cme_argument_order`: paper | code: every CME but the last takes its two
+   arguments the other way round, which is the code's order for ψ = vatc].
+   Their LayerNorms use BERT's ε = 1e-12, ours torch's 1e-5 (with their weights
+   the logits move by about 1e-4; tests/parity/test_tailor.py measures it).
    The CME's BERT pooler is omitted (nothing uses it). The mask of C is the union
    of the three modalities' masks (the code marks every step of C real).
 9. Label-guided decoder: label queries Embedding(l, d) → LayerNorm → dropout (the
@@ -122,6 +126,19 @@ Ablation switches (Table 3, aligned CMU-MOSEI):
   correlations only, row (12) = both. Without the cross-attention each label
   reads M uniformly: Dep = W(mean of M's real steps), i.e. attention with equal
   weights (one linear map stands for W^V W^M).
+
+Parameters against the authors' code (aligned MOSEI, their train.sh: 6/4/4
+encoder layers, d = 256, 6 labels), to the parameter (tests/parity/test_tailor.py):
+
+    ours 10,405,185 = authors' 10,798,652
+                      − 394,752  six BERT poolers, Linear(256, 256) each (the text,
+                                 vision and audio encoders' and the three CMEs'):
+                                 computed, but their outputs reach neither the
+                                 scores nor the loss
+                      −     257  their label read-out, one Linear(256, 1) shared by
+                                 all labels
+                      +   1,542  ours: Eq. 15's separate weights per label,
+                                 6 × (256 + 1)
 """
 
 from __future__ import annotations
@@ -353,6 +370,7 @@ class Tailor(Method):
         common_classifier_input: str = "per_modality",
         orthogonality_private_pairs: bool = False,
         init_std: float | None = 0.02,
+        cme_argument_order: str = "paper",
         **hparams: Any,
     ) -> None:
         super().__init__(spec, **hparams)
@@ -368,6 +386,9 @@ class Tailor(Method):
             raise MmerbenchError(f"Expected `fusion_order` to be a permutation of 'vatc', but got {fusion_order!r}.")
         if label_decoder not in ("label", "identical"):
             raise MmerbenchError(f"Expected `label_decoder` in label/identical, but got {label_decoder!r}.")
+        if cme_argument_order not in ("paper", "code"):
+            raise MmerbenchError(f"Expected `cme_argument_order` in paper/code, but got {cme_argument_order!r}.")
+        self.cme_swap = cme_argument_order == "code"
         if common_classifier_input not in ("per_modality", "summed_first_step"):
             raise MmerbenchError("Expected `common_classifier_input` in per_modality/summed_first_step, "
                                  f"but got {common_classifier_input!r}.")
@@ -468,8 +489,11 @@ class Tailor(Method):
         streams = {k: (kind[MODALITY[k]], mask[MODALITY[k]]) for k in "vat"}
         streams["c"] = (c_sum, c_mask)
         z, z_mask = streams[self.order[0]]
-        for cme, key in zip(self.cross, self.order[1:]):
-            z, z_mask = cme(z, z_mask, *streams[key])
+        for i, (cme, key) in enumerate(zip(self.cross, self.order[1:])):
+            if self.cme_swap and i < len(self.cross) - 1:  # the authors' code: CME(P^a, P^v), CME(P^t, Z^va)
+                z, z_mask = cme(*streams[key], z, z_mask)
+            else:
+                z, z_mask = cme(z, z_mask, *streams[key])
 
         if self.decoder is not None:
             scores = self.decoder(z, z_mask)

@@ -434,3 +434,34 @@ def test_beats_binary_relevance_on_the_aligned_twin(tmp_path):
     f_br, f_rob = br.metrics["test"]["micro_f1"], rob.metrics["test"]["micro_f1"]
     print(f"test micro-F1: RobMMR {f_rob:.4f}, BR {f_br:.4f}")
     assert f_rob > f_br
+
+
+def test_loss_bce_is_the_posters_binary_cross_entropy():
+    """`loss: bce` (the poster's Eq. 3) scores every label term with BCE summed over labels, batch mean;
+    the default `asl` differs from it on the same model and batch."""
+    model, spec = build("robmmr", "mosei-aligned", preset="small", overrides=["loss=bce"])
+    default, _ = build("robmmr", "mosei-aligned", preset="small")
+    model.eval(), default.eval()
+    batch = tiny_batch(spec, batch_size=4)
+    with torch.no_grad():
+        out = model(batch)
+        want = F.binary_cross_entropy_with_logits(out.scores, batch.labels, reduction="none").sum(1).mean()
+        assert torch.allclose(model.loss(batch, out).parts["task"], want, atol=1e-6)
+        assert not torch.allclose(default.loss(batch, out).parts["task"], want, atol=1e-3)
+    with pytest.raises(MmerbenchError, match="`loss`"):
+        build("robmmr", "mosei-aligned", preset="small", overrides=["loss=focal"])
+
+
+def test_decoder_norm_is_the_authors_final_layernorm():
+    """`decoder_norm: true` adds one LayerNorm(d) after the decoder layers (the whole count gap to the
+    authors' code) and it normalises what the read-out sees."""
+    model, spec = build("robmmr", "mosei-aligned", preset="small", overrides=["decoder_norm=true"])
+    plain, _ = build("robmmr", "mosei-aligned", preset="small")
+    assert count_parameters(model) - count_parameters(plain) == 2 * 32
+    seen = {}
+    model.decoder.head.register_forward_pre_hook(lambda mod, args: seen.update(x=args[0]))
+    model.eval()
+    with torch.no_grad():
+        model(tiny_batch(spec))
+    x = seen["x"]
+    assert torch.allclose(x.mean(-1), torch.zeros(x.shape[:-1]), atol=1e-5)  # norm weight 1, bias 0 at init

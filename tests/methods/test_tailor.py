@@ -241,3 +241,23 @@ def test_beats_binary_relevance_on_the_aligned_twin(tmp_path):
     f_br, f_tailor = br.metrics["test"]["micro_f1"], tailor.metrics["test"]["micro_f1"]
     print(f"test micro-F1: TAILOR {f_tailor:.4f}, BR {f_br:.4f}")
     assert f_tailor > f_br
+
+
+def test_cme_argument_order_code_swaps_all_but_the_last_cme():
+    """`cme_argument_order: code` (the authors' CME(P^a, P^v), CME(P^t, Z^va)) keeps every parameter and
+    changes the scores only through positions and token types: without token types and with position
+    tables of zero, the two orders give the same scores (attention is order-blind)."""
+    paper, spec = build("tailor", "mosei-aligned", preset="small")
+    code, _ = build("tailor", "mosei-aligned", preset="small", overrides=["cme_argument_order=code"])
+    code.load_state_dict(paper.state_dict())
+    paper.eval(), code.eval()
+    batch = tiny_batch(spec)
+    with torch.no_grad():
+        assert not torch.allclose(paper(batch).scores, code(batch).scores, atol=1e-4)
+        for model in (paper, code):
+            for cme in model.cross:
+                cme.positions.weight.zero_()
+                cme.token_types.weight.zero_()
+        assert torch.allclose(paper(batch).scores, code(batch).scores, atol=1e-5)
+    with pytest.raises(MmerbenchError, match="cme_argument_order"):
+        build("tailor", "mosei-aligned", preset="small", overrides=["cme_argument_order=backwards"])
