@@ -61,7 +61,10 @@ Choices the paper leaves open (or where we depart from the authors' code), named
 6. **Encoder output back to d**: Linear(2d, 2d)–ReLU–dropout–Linear(2d, 2d)–
    Linear(2d, d), as in the authors' code (no residual).
 7. **Encoder settings** are MulT's as the authors' code hard-codes them:
-   √d embedding scale, sinusoidal positions, pre-LayerNorm, causal mask on
+   √d embedding scale, sinusoidal positions as MulT's (fairseq) table —
+   positions 1..L, sines then cosines [``enc_positions``: fairseq; vaswani =
+   the interleaved 0-based table this model used before the parity check
+   found the difference] —, pre-LayerNorm, causal mask on
    (``causal``), FFN 4·d, dropouts embed 0.25, attention 0.1 (0.0 when the
    keys are audio or vision), ReLU 0.1, residual 0.1, head 0.0. The
    cross-modal layers normalise queries and keys with separate LayerNorms
@@ -157,6 +160,16 @@ def cooccurrence_graph(labels: np.ndarray | torch.Tensor, threshold: float = 0.2
     return norm >= threshold
 
 
+def fairseq_positions(length: int, dim: int, device=None) -> torch.Tensor:
+    """MulT's (fairseq's) sinusoidal table [length, dim]: positions 1..L, sines then cosines,
+    frequencies 10000^(−k/(dim/2 − 1)) — not the interleaved 0-based table of Vaswani et al."""
+    half = dim // 2
+    freq = torch.exp(torch.arange(half, device=device, dtype=torch.float32) * -(np.log(10000.0) / (half - 1)))
+    angle = torch.arange(1, length + 1, device=device, dtype=torch.float32)[:, None] * freq[None]
+    table = torch.cat([torch.sin(angle), torch.cos(angle)], dim=1)
+    return torch.cat([table, table.new_zeros(length, dim - 2 * half)], dim=1)
+
+
 class CrossModalEncoder(nn.Module):
     """A MulT transformer stack: √d-scaled inputs + sinusoidal positions, pre-LN layers, a final LayerNorm.
 
@@ -166,9 +179,11 @@ class CrossModalEncoder(nn.Module):
     """
 
     def __init__(self, d: int, heads: int, layers: int, *, cross: bool, attn_dropout: float,
-                 relu_dropout: float, res_dropout: float, embed_dropout: float, causal: bool) -> None:
+                 relu_dropout: float, res_dropout: float, embed_dropout: float, causal: bool,
+                 positions: str = "fairseq") -> None:
         super().__init__()
         self.d, self.causal = d, causal
+        self.positions = {"fairseq": fairseq_positions, "vaswani": sinusoidal_positions}[positions]
         self.embed_dropout = nn.Dropout(embed_dropout)
         self.layers = nn.ModuleList(
             TransformerLayer(d, heads, 4 * d, dropout=res_dropout, attn_dropout=attn_dropout,
@@ -178,7 +193,7 @@ class CrossModalEncoder(nn.Module):
         self.norm = nn.LayerNorm(d)
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
-        pos = sinusoidal_positions(x.shape[1], self.d, device=x.device).to(x.dtype)
+        pos = self.positions(x.shape[1], self.d, device=x.device).to(x.dtype)
         return self.embed_dropout(x * (self.d ** 0.5) + pos)
 
     def forward(self, x: torch.Tensor, x_mask: torch.Tensor, kv: torch.Tensor | None = None,
@@ -203,10 +218,12 @@ class ModalityEncoder(nn.Module):
 
     def __init__(self, target: str, sources: list[str], d: int, heads: int, layers: int, mem_layers: int, *,
                  attn_dropout: dict[str, float], mem_attn_dropout: float, relu_dropout: float,
-                 res_dropout: float, embed_dropout: float, out_dropout: float, causal: bool) -> None:
+                 res_dropout: float, embed_dropout: float, out_dropout: float, causal: bool,
+                 positions: str = "fairseq") -> None:
         super().__init__()
         self.target, self.sources = target, sources
-        kw = dict(relu_dropout=relu_dropout, res_dropout=res_dropout, embed_dropout=embed_dropout, causal=causal)
+        kw = dict(relu_dropout=relu_dropout, res_dropout=res_dropout, embed_dropout=embed_dropout, causal=causal,
+                  positions=positions)
         self.cross = nn.ModuleDict({
             s: CrossModalEncoder(d, heads, layers, cross=True, attn_dropout=attn_dropout[s], **kw) for s in sources
         })
@@ -312,19 +329,22 @@ class HHMPN(Method):
                  dec_layers: int = 3, dropout: float = 0.2, enc_heads: int = 4, enc_layers: int = 6,
                  mem_layers: int | None = None, enc_attn_dropout: float = 0.1, enc_attn_dropout_av: float = 0.0,
                  enc_relu_dropout: float = 0.1, enc_res_dropout: float = 0.1, enc_embed_dropout: float = 0.25,
-                 enc_out_dropout: float = 0.0, causal: bool = True, graph_mask: bool = True,
+                 enc_out_dropout: float = 0.0, causal: bool = True, enc_positions: str = "fairseq",
+                 graph_mask: bool = True,
                  graph_threshold: float = 0.2, label_messages: bool = True, cross_modal: bool = True,
                  fusion: str = "concat", angle_softmax: str = "angles", label_attention: bool = True,
                  modalities: list[str] | None = None, **hparams: Any) -> None:
         super().__init__(spec, d_model=d_model, d_inner=d_inner, heads=heads, dec_layers=dec_layers,
                          dropout=dropout, enc_heads=enc_heads, enc_layers=enc_layers, mem_layers=mem_layers,
-                         causal=causal, graph_mask=graph_mask, graph_threshold=graph_threshold,
+                         causal=causal, enc_positions=enc_positions, graph_mask=graph_mask, graph_threshold=graph_threshold,
                          label_messages=label_messages, cross_modal=cross_modal, fusion=fusion,
                          angle_softmax=angle_softmax, label_attention=label_attention,
                          modalities=modalities, **hparams)
         self.modalities = list(modalities or spec.modalities)
         self.graph_mask, self.graph_threshold = bool(graph_mask), float(graph_threshold)
         self.cross_modal = bool(cross_modal)
+        if enc_positions not in ("fairseq", "vaswani"):
+            raise ValueError(f"Expected `enc_positions` to be fairseq or vaswani, but got {enc_positions!r}.")
         d, c = d_model, spec.num_labels
 
         # Feature-to-feature message passing (MulT-style encoder).
@@ -336,7 +356,7 @@ class HHMPN(Method):
                 max(enc_layers, 3) if mem_layers is None else int(mem_layers),
                 attn_dropout=attn_drop, mem_attn_dropout=enc_attn_dropout, relu_dropout=enc_relu_dropout,
                 res_dropout=enc_res_dropout, embed_dropout=enc_embed_dropout, out_dropout=enc_out_dropout,
-                causal=causal)
+                causal=causal, positions=enc_positions)
             for t in self.modalities
         })
 
