@@ -40,20 +40,31 @@ Choices the paper leaves open (or where we depart from the authors' code), named
    0 by 0 and leaves NaN in the graph): its normalised counts are 0, so it is
    linked to itself only.
 3. **Which modality each decoder reads**: the paper's own. The authors' code
-   feeds the text decoder the vision memory, the audio decoder the text memory
-   and the vision decoder the audio memory (a swap in ``multran.py``); not
-   reproduced.
+   feeds its "text" decoder the vision memory through the head it names after
+   text, its "visual" decoder the text memory and its "audio" decoder the
+   audio memory (a swap in ``multran.py``). The three decoders, heads and
+   fusion angles are alike, so this is a renaming of their parameters, not
+   another model: the importer (:mod:`mmerbench.importers.hhmpn`) maps each
+   authors' module to the one ours uses in its place.
 4. **Multi-angle fusion**: METHODS.md's concat → 1024 → 512 MLP (the layers
    the authors' decoder defines as ``proj1``/``proj2``), with ReLU and the
    model dropout between. The authors' active code path instead weighs the
-   three angles by a learned score (``angleFus``): ``fusion: angle``. A plain
-   mean is ``fusion: mean``. With ``m`` modalities the MLP is m·d → 2d → d.
+   three angles by a learned score (``angleFus``): ``fusion: angle``. Its
+   softmax is called without a dimension, which on their 4-d score tensor
+   normalises over the labels, not the angles: ``angle_softmax: labels``
+   reproduces that (default ``angles``, what "weighing the angles" means). A
+   plain mean is ``fusion: mean``. With ``m`` modalities the MLP is m·d → 2d → d.
 5. **Read-out**: one weight vector and one bias per label on the fused label
-   state (the authors' code: a bias-free linear whose diagonal is taken).
+   state (the authors' code: a bias-free Linear(d, C) whose diagonal is taken;
+   its attempt to tie that Linear to the label embedding sets an attribute
+   the forward never reads, so the two stay separate, as here).
 6. **Encoder output back to d**: Linear(2d, 2d)–ReLU–dropout–Linear(2d, 2d)–
    Linear(2d, d), as in the authors' code (no residual).
 7. **Encoder settings** are MulT's as the authors' code hard-codes them:
-   √d embedding scale, sinusoidal positions, pre-LayerNorm, causal mask on
+   √d embedding scale, sinusoidal positions as MulT's (fairseq) table —
+   positions 1..L, sines then cosines [``enc_positions``: fairseq; vaswani =
+   the interleaved 0-based table this model used before the parity check
+   found the difference] —, pre-LayerNorm, causal mask on
    (``causal``), FFN 4·d, dropouts embed 0.25, attention 0.1 (0.0 when the
    keys are audio or vision), ReLU 0.1, residual 0.1, head 0.0. The
    cross-modal layers normalise queries and keys with separate LayerNorms
@@ -61,21 +72,39 @@ Choices the paper leaves open (or where we depart from the authors' code), named
 8. **Decoder layers** follow the authors' ``DecoderLayer``: post-LN;
    cross-attention → FFN → label self-attention → FFN; d_inner 512, 8 heads,
    dropout 0.2 on attention weights and sub-layer outputs, none inside the FFN.
-   Attention projections carry biases (the authors' have none). The label
-   queries are one embedding table shared by the three decoders.
-9. **Parameter count**: 378,858,502 at the paper config (aligned and
-   unaligned alike) against 414,736,073 (about 0.41 B) for the authors'
-   model. The difference is modules their forward never uses: MulT's
-   3072-wide ``proj1``/``proj2``/``out_layer`` (20,453,888), a second,
-   unused 3×3-layer encoder with three input projections (14,394,368),
-   node-attention and dense layers (35,976); and their angle fusion
-   (1,067,073), which we build only with ``fusion: angle`` (their concat
-   ``proj1``/``proj2``, 2,098,688, is built but bypassed there; we use it).
-   Ours adds separate key LayerNorms in the cross-modal layers (36,864),
-   attention biases in the decoder (36,864) and read-out biases (6). The bulk
-   sits in the 1024-wide memory transformers (FFN 4096: 226,738,176) and the
-   six 512-wide cross-modal transformers (113,528,832); the nine decoder
-   layers hold 28,403,712.
+   Attention projections carry biases (the authors' have none; zero biases
+   give their function). The label queries are one embedding table shared by
+   the three decoders. **The authors' run has no label-to-label messages**:
+   their ``GraphDecoder`` builds every layer with ``no_dec_self_att=True``, so
+   the label self-attention (and with it the co-occurrence graph) is never
+   built, while the second FFN stays. The paper's label-to-label message
+   passing is one of its three kinds of messages, so ours keeps it;
+   ``label_attention: false`` builds the authors' layer (cross-attention → FFN
+   → FFN).
+9. **Parameter count**, to the parameter (the parity suite checks it): ours
+   378,858,502 at the paper config (aligned and unaligned alike); the
+   authors' model at their ``begin.sh`` settings (6 labels) has 405,289,673.
+   ours = authors' − modules their forward never calls − their angle fusion +
+   our additions:
+
+   - never called: MulT's 3072-wide ``proj1``/``proj2``/``out_layer``
+     (20,453,888); a second 3×3-layer encoder with three input projections
+     (14,394,368); node-attention and ``dense`` layers (35,976); the
+     decoder's concat ``proj1``/``proj2`` (2,098,688), bypassed by the angle
+     path — the same shapes as our concat fusion, which uses them;
+   - their angle fusion (1,067,073), which we build only with ``fusion: angle``;
+   - ours adds the label self-attention of the nine decoder layers with its
+     LayerNorm (9,464,832, see 8; the bulk of the gap that remains after the
+     unused modules), attention biases in the decoder's cross-attention
+     (18,432), separate key LayerNorms in the 36 cross-modal layers (36,864)
+     and read-out biases (6); and our concat fusion (2,098,688).
+
+   In sums: 405,289,673 − (20,453,888 + 14,394,368 + 35,976 + 2,098,688) −
+   1,067,073 + (9,464,832 + 18,432 + 36,864 + 6) + 2,098,688 = 378,858,502.
+   The bulk sits in the 1024-wide memory transformers (FFN 4096:
+   226,738,176) and the six 512-wide cross-modal transformers (113,528,832);
+   the nine decoder layers hold 28,403,712 (18,938,880 with
+   ``label_attention: false``).
 10. **Model selection**: best validation micro-F1 (the paper: "the best F1
     score on the validation set"). Adam (0.9, 0.98), lr 1e-5, batch 64 (the
     authors accumulate 8 × 8), no clipping, no schedule, 50 epochs.
@@ -131,6 +160,16 @@ def cooccurrence_graph(labels: np.ndarray | torch.Tensor, threshold: float = 0.2
     return norm >= threshold
 
 
+def fairseq_positions(length: int, dim: int, device=None) -> torch.Tensor:
+    """MulT's (fairseq's) sinusoidal table [length, dim]: positions 1..L, sines then cosines,
+    frequencies 10000^(−k/(dim/2 − 1)) — not the interleaved 0-based table of Vaswani et al."""
+    half = dim // 2
+    freq = torch.exp(torch.arange(half, device=device, dtype=torch.float32) * -(np.log(10000.0) / (half - 1)))
+    angle = torch.arange(1, length + 1, device=device, dtype=torch.float32)[:, None] * freq[None]
+    table = torch.cat([torch.sin(angle), torch.cos(angle)], dim=1)
+    return torch.cat([table, table.new_zeros(length, dim - 2 * half)], dim=1)
+
+
 class CrossModalEncoder(nn.Module):
     """A MulT transformer stack: √d-scaled inputs + sinusoidal positions, pre-LN layers, a final LayerNorm.
 
@@ -140,9 +179,11 @@ class CrossModalEncoder(nn.Module):
     """
 
     def __init__(self, d: int, heads: int, layers: int, *, cross: bool, attn_dropout: float,
-                 relu_dropout: float, res_dropout: float, embed_dropout: float, causal: bool) -> None:
+                 relu_dropout: float, res_dropout: float, embed_dropout: float, causal: bool,
+                 positions: str = "fairseq") -> None:
         super().__init__()
         self.d, self.causal = d, causal
+        self.positions = {"fairseq": fairseq_positions, "vaswani": sinusoidal_positions}[positions]
         self.embed_dropout = nn.Dropout(embed_dropout)
         self.layers = nn.ModuleList(
             TransformerLayer(d, heads, 4 * d, dropout=res_dropout, attn_dropout=attn_dropout,
@@ -152,7 +193,7 @@ class CrossModalEncoder(nn.Module):
         self.norm = nn.LayerNorm(d)
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
-        pos = sinusoidal_positions(x.shape[1], self.d, device=x.device).to(x.dtype)
+        pos = self.positions(x.shape[1], self.d, device=x.device).to(x.dtype)
         return self.embed_dropout(x * (self.d ** 0.5) + pos)
 
     def forward(self, x: torch.Tensor, x_mask: torch.Tensor, kv: torch.Tensor | None = None,
@@ -177,10 +218,12 @@ class ModalityEncoder(nn.Module):
 
     def __init__(self, target: str, sources: list[str], d: int, heads: int, layers: int, mem_layers: int, *,
                  attn_dropout: dict[str, float], mem_attn_dropout: float, relu_dropout: float,
-                 res_dropout: float, embed_dropout: float, out_dropout: float, causal: bool) -> None:
+                 res_dropout: float, embed_dropout: float, out_dropout: float, causal: bool,
+                 positions: str = "fairseq") -> None:
         super().__init__()
         self.target, self.sources = target, sources
-        kw = dict(relu_dropout=relu_dropout, res_dropout=res_dropout, embed_dropout=embed_dropout, causal=causal)
+        kw = dict(relu_dropout=relu_dropout, res_dropout=res_dropout, embed_dropout=embed_dropout, causal=causal,
+                  positions=positions)
         self.cross = nn.ModuleDict({
             s: CrossModalEncoder(d, heads, layers, cross=True, attn_dropout=attn_dropout[s], **kw) for s in sources
         })
@@ -201,18 +244,39 @@ class ModalityEncoder(nn.Module):
         return self.out(self.head(h))
 
 
+class FeedForward(nn.Module):
+    """A post-LN position-wise FFN block alone: LN(x + dropout(W2 relu(W1 x)))."""
+
+    def __init__(self, d: int, d_inner: int, dropout: float) -> None:
+        super().__init__()
+        self.ff1, self.ff2 = nn.Linear(d, d_inner), nn.Linear(d_inner, d)
+        self.norm_ff = nn.LayerNorm(d)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, kv: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.norm_ff(x + self.drop(self.ff2(torch.relu(self.ff1(x)))))
+
+
 class LabelDecoderLayer(nn.Module):
     """Feature-to-label then label-to-label message passing (the authors' DecoderLayer, post-LN).
 
     Label states attend to the modality's encoded steps (cross-attention + FFN),
     then to each other under the label graph (self-attention + FFN).
+    ``label_attention=False`` keeps the second FFN without the self-attention
+    before it: the layer the authors' run builds (see choice 8).
     """
 
-    def __init__(self, d: int, heads: int, d_inner: int, dropout: float, label_messages: bool) -> None:
+    def __init__(self, d: int, heads: int, d_inner: int, dropout: float, label_messages: bool,
+                 label_attention: bool = True) -> None:
         super().__init__()
         kw = dict(dropout=dropout, attn_dropout=dropout, relu_dropout=0.0, activation="relu", norm_first=False)
         self.feature_to_label = TransformerLayer(d, heads, d_inner, cross=True, **kw)
-        self.label_to_label = TransformerLayer(d, heads, d_inner, **kw) if label_messages else None
+        if not label_messages:
+            self.label_to_label = None
+        elif label_attention:
+            self.label_to_label = TransformerLayer(d, heads, d_inner, **kw)
+        else:
+            self.label_to_label = FeedForward(d, d_inner, dropout)
 
     def forward(self, labels: torch.Tensor, feats: torch.Tensor, feat_mask: torch.Tensor | None,
                 graph_mask: torch.Tensor | None) -> torch.Tensor:
@@ -227,15 +291,18 @@ class MultiAngleFusion(nn.Module):
 
     ``concat``: concat (m·d) → 2d → ReLU → dropout → d (METHODS.md: 1536 → 1024 → 512).
     ``angle``: the authors' active code path: a Linear(d, d) per angle, a score
-    d → 32 → 1 per angle, softmax over angles, weighted sum, Linear(d, d).
+    d → 32 → 1 per angle, softmax over angles (``softmax_over="labels"``: over
+    the labels, what the authors' code computes), weighted sum, Linear(d, d).
     ``mean``: the average.
     """
 
-    def __init__(self, kind: str, n: int, d: int, dropout: float) -> None:
+    def __init__(self, kind: str, n: int, d: int, dropout: float, softmax_over: str = "angles") -> None:
         super().__init__()
         if kind not in ("concat", "angle", "mean"):
             raise ValueError(f"Expected `fusion` to be one of concat, angle, mean, but got {kind!r}.")
-        self.kind = kind
+        if softmax_over not in ("angles", "labels"):
+            raise ValueError(f"Expected `angle_softmax` to be angles or labels, but got {softmax_over!r}.")
+        self.kind, self.softmax_dim = kind, 2 if softmax_over == "angles" else 1
         if kind == "concat":
             self.mlp = nn.Sequential(nn.Linear(n * d, 2 * d), nn.ReLU(), nn.Dropout(dropout), nn.Linear(2 * d, d))
         elif kind == "angle":
@@ -249,7 +316,7 @@ class MultiAngleFusion(nn.Module):
         if self.kind == "mean":
             return torch.stack(states, dim=2).mean(2)
         a = torch.stack([f(s) for f, s in zip(self.angles, states)], dim=2)  # [B, C, m, d]
-        w = torch.softmax(self.score(a), dim=2)  # [B, C, m, 1]
+        w = torch.softmax(self.score(a), dim=self.softmax_dim)  # [B, C, m, 1]
         return self.out((w * a).sum(2))
 
 
@@ -262,17 +329,22 @@ class HHMPN(Method):
                  dec_layers: int = 3, dropout: float = 0.2, enc_heads: int = 4, enc_layers: int = 6,
                  mem_layers: int | None = None, enc_attn_dropout: float = 0.1, enc_attn_dropout_av: float = 0.0,
                  enc_relu_dropout: float = 0.1, enc_res_dropout: float = 0.1, enc_embed_dropout: float = 0.25,
-                 enc_out_dropout: float = 0.0, causal: bool = True, graph_mask: bool = True,
+                 enc_out_dropout: float = 0.0, causal: bool = True, enc_positions: str = "fairseq",
+                 graph_mask: bool = True,
                  graph_threshold: float = 0.2, label_messages: bool = True, cross_modal: bool = True,
-                 fusion: str = "concat", modalities: list[str] | None = None, **hparams: Any) -> None:
+                 fusion: str = "concat", angle_softmax: str = "angles", label_attention: bool = True,
+                 modalities: list[str] | None = None, **hparams: Any) -> None:
         super().__init__(spec, d_model=d_model, d_inner=d_inner, heads=heads, dec_layers=dec_layers,
                          dropout=dropout, enc_heads=enc_heads, enc_layers=enc_layers, mem_layers=mem_layers,
-                         causal=causal, graph_mask=graph_mask, graph_threshold=graph_threshold,
+                         causal=causal, enc_positions=enc_positions, graph_mask=graph_mask, graph_threshold=graph_threshold,
                          label_messages=label_messages, cross_modal=cross_modal, fusion=fusion,
+                         angle_softmax=angle_softmax, label_attention=label_attention,
                          modalities=modalities, **hparams)
         self.modalities = list(modalities or spec.modalities)
         self.graph_mask, self.graph_threshold = bool(graph_mask), float(graph_threshold)
         self.cross_modal = bool(cross_modal)
+        if enc_positions not in ("fairseq", "vaswani"):
+            raise ValueError(f"Expected `enc_positions` to be fairseq or vaswani, but got {enc_positions!r}.")
         d, c = d_model, spec.num_labels
 
         # Feature-to-feature message passing (MulT-style encoder).
@@ -284,21 +356,22 @@ class HHMPN(Method):
                 max(enc_layers, 3) if mem_layers is None else int(mem_layers),
                 attn_dropout=attn_drop, mem_attn_dropout=enc_attn_dropout, relu_dropout=enc_relu_dropout,
                 res_dropout=enc_res_dropout, embed_dropout=enc_embed_dropout, out_dropout=enc_out_dropout,
-                causal=causal)
+                causal=causal, positions=enc_positions)
             for t in self.modalities
         })
 
         # Feature-to-label and label-to-label message passing: one decoder stack per modality.
         self.label_queries = nn.Embedding(c, d)
         self.decoders = nn.ModuleDict({
-            m: nn.ModuleList(LabelDecoderLayer(d, heads, d_inner, dropout, label_messages) for _ in range(dec_layers))
+            m: nn.ModuleList(LabelDecoderLayer(d, heads, d_inner, dropout, label_messages, bool(label_attention))
+                             for _ in range(dec_layers))
             for m in self.modalities
         })
         # The co-occurrence prior (bool [C, C], True = edge). Default before setup(): all ones.
         self.register_buffer("label_graph", torch.ones(c, c, dtype=torch.bool))
 
         # Multi-angle fusion and the per-label read-out.
-        self.fusion = MultiAngleFusion(fusion, len(self.modalities), d, dropout)
+        self.fusion = MultiAngleFusion(fusion, len(self.modalities), d, dropout, angle_softmax)
         self.readout_weight = nn.Parameter(torch.empty(c, d))
         self.readout_bias = nn.Parameter(torch.zeros(c))
         nn.init.xavier_normal_(self.readout_weight)

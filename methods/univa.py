@@ -75,17 +75,30 @@ Choices the paper leaves open (each one named; the config key in brackets):
    fixed (a buffer), as on the slides. The authors' code instead takes the
    L2 norm of the log-probability differences across the batch and trains M
    as a parameter; not reproduced. η may be negative (see 6).
-8. **Label VA scaling**: min-max per axis over the dataset's own labels (as
-   the authors' script), then to [-1, 1]; an axis whose values are all equal
-   scales to 0. Label names are matched case-insensitively with a few
+8. **Label VA scaling** [``va_scale``: minmax | raw]: ``minmax`` (default)
+   scales each axis over the dataset's own labels to [-1, 1] (an axis whose
+   values are all equal scales to 0) before M and the label-derived VA; the
+   slides list the raw NRC-VAD values. Min-max is the authors' script (their
+   released M matrices are built so), and with raw values, all in [0, 1],
+   every cosine is positive: M would link every pair of emotions and lose
+   the negative entries that set, e.g., happy against sad. ``raw`` uses the
+   values as listed. Label names are matched case-insensitively with a few
    synonyms (angry → anger, …); an unknown name is an error unless
    [``label_va``] gives its (valence, arousal).
-9. **Label-derived VA fallback**: when the batch has no ``va_<modality>``
-   (the data lacks per-sample VA), a sample's VA for that modality is the
-   mean of its labels' scaled VA (the same for every modality); a sample with
-   no label takes NRC-VAD's neutral (0.5, 0.5) scaled with the same axis
-   ranges. The model says so once in the log. ``va_source: labels`` uses the
-   fallback even where the data has VA. **Standardised data VA**
+9. **Where the per-sample VA come from** [``va_source``: data | labels |
+   none]. ``data`` (default, the paper): each modality's own (valence,
+   arousal) from the dataset (``Batch.extras["va_<modality>"]``: M3ED in
+   UniVA's release and the synthetic twins carry them); a dataset without
+   them is refused at setup, with the two other choices named, rather than
+   silently replaced. ``labels``: a sample's VA for every modality is the
+   mean of its labels' scaled VA (NRC-VAD's neutral (0.5, 0.5), scaled with
+   the same axis ranges, for a sample with no label); the positives are then
+   samples with similar *labels*, so the "unimodal VA" contrastive loss
+   becomes a label-supervised one — another method, which is why it must be
+   asked for (MOSEI as we read it has no per-modality VA; the authors' MOSEI
+   pickles do). ``none``: no contrastive term (as ``va_contrastive: false``).
+   The choice is a model parameter, so the run's config records it.
+   **Standardised data VA**
    [``va_standardize``: true]: the release's VA are raw model outputs and the
    authors' loader z-scores each modality's VA before the 0.1 threshold
    applies — with the *valence* axis' mean and std for both axes, and each
@@ -340,7 +353,8 @@ class UniVA(Method):
         cl_normalize: bool = True,
         cl_duplicate_view: bool = False,
         cl_text_weight: float = 1.0,
-        va_source: str = "auto",
+        va_source: str = "data",
+        va_scale: str = "minmax",
         va_standardize: bool = True,
         label_va: Mapping[str, Sequence[float]] | None = None,
         **hparams: Any,
@@ -357,15 +371,17 @@ class UniVA(Method):
             raise MmerbenchError(f"Expected `kl_target` in normalised/softmax, but got {kl_target!r}.")
         if kl_reduction not in ("mean", "batchmean"):
             raise MmerbenchError(f"Expected `kl_reduction` in mean/batchmean, but got {kl_reduction!r}.")
-        if va_source not in ("auto", "labels"):
-            raise MmerbenchError(f"Expected `va_source` in auto/labels, but got {va_source!r}.")
+        if va_source not in ("data", "labels", "none"):
+            raise MmerbenchError(f"Expected `va_source` in data/labels/none, but got {va_source!r}.")
+        if va_scale not in ("minmax", "raw"):
+            raise MmerbenchError(f"Expected `va_scale` in minmax/raw, but got {va_scale!r}.")
         if not 0.0 <= float(alpha) <= 1.0:
             raise MmerbenchError(f"Expected `alpha` in [0, 1], but got {alpha!r}.")
         if float(temperature) <= 0:
             raise MmerbenchError(f"Expected a positive `temperature`, but got {temperature!r}.")
         self.modalities = [m for m in self.required_modalities if m in mods]  # text, audio, vision order
         self.alpha, self.temperature, self.va_threshold = float(alpha), float(temperature), float(va_threshold)
-        self.contrastive, self.use_prior = bool(va_contrastive), bool(va_prior)
+        self.contrastive, self.use_prior = bool(va_contrastive) and va_source != "none", bool(va_prior)
         self.kl_target, self.kl_reduction, self.kl_scale = kl_target, kl_reduction, float(kl_scale)
         self.cl_normalize, self.cl_duplicate_view = bool(cl_normalize), bool(cl_duplicate_view)
         self.cl_text_weight = float(cl_text_weight)
@@ -387,8 +403,11 @@ class UniVA(Method):
 
         # Module 1/3: the label VA (scaled to [-1, 1] per axis) and M.
         raw = label_va_table(spec.labels, label_va)
-        scaled = minmax_scale(raw)
-        neutral = minmax_scale(np.asarray([NRC_VAD["neutral"]]), reference=raw)[0]
+        if va_scale == "minmax":
+            scaled = minmax_scale(raw)
+            neutral = minmax_scale(np.asarray([NRC_VAD["neutral"]]), reference=raw)[0]
+        else:
+            scaled, neutral = raw, np.asarray(NRC_VAD["neutral"], dtype=np.float64)
         self.register_buffer("label_va", torch.tensor(scaled, dtype=torch.float32), persistent=False)
         self.register_buffer("neutral_va", torch.tensor(neutral, dtype=torch.float32), persistent=False)
         self.register_buffer("similarity", torch.tensor(label_similarity(scaled), dtype=torch.float32),
@@ -397,7 +416,15 @@ class UniVA(Method):
         self.register_buffer("va_stats", torch.tensor([[0.0, 1.0]] * len(self.modalities)))
 
     def setup(self, train: Split) -> None:
-        """Valence mean and std (ddof 1) of each modality's per-sample VA in the training split."""
+        """Refuse ``va_source: data`` without per-sample VA; the training split's valence mean and std (ddof 1)."""
+        if self.contrastive and self.va_source == "data":
+            lacking = [m for m in self.modalities if train.extras.get(f"va_{m}") is None]
+            if lacking:
+                raise MmerbenchError(
+                    f"UniVA's contrastive loss reads each modality's valence/arousal, but {self.spec.name!r} has "
+                    f"none for {', '.join(lacking)}; choose --set va_source=labels (label-derived VA: a "
+                    f"label-supervised contrastive loss, another method) or --set va_source=none (no VA contrastive "
+                    f"loss).")
         if not self.va_standardize:
             return
         stats = []
@@ -437,8 +464,10 @@ class UniVA(Method):
         """Per modality the [B, 2] (valence, arousal) the contrastive positives are drawn from."""
         out, missing = {}, []
         for m in self.modalities:
-            va = batch.extras.get(f"va_{m}") if self.va_source == "auto" else None
+            va = batch.extras.get(f"va_{m}") if self.va_source == "data" else None
             if va is None:
+                if self.va_source == "data":
+                    raise DataError(f"UniVA (va_source: data) needs `va_{m}` in every batch, but this one lacks it.")
                 missing.append(m)
                 continue
             if va.ndim != 2 or va.shape != (len(batch), 2):
@@ -452,10 +481,8 @@ class UniVA(Method):
         if missing:
             if not self._warned_fallback:
                 self._warned_fallback = True
-                why = "as configured (va_source: labels)" if self.va_source == "labels" else \
-                    f"{self.spec.name!r} has no per-sample valence/arousal for {', '.join(missing)}"
-                log.warning("UniVA: %s; the contrastive positives use the label-derived VA "
-                            "(mean NRC-VAD of each sample's labels).", why)
+                log.warning("UniVA: va_source: labels; the contrastive positives use the label-derived VA "
+                            "(mean NRC-VAD of each sample's labels) for %s.", ", ".join(missing))
             fb = self.fallback_va(batch.labels)
             out.update({m: fb for m in missing})
         return out

@@ -255,7 +255,8 @@ def _latency_stats(seconds: np.ndarray) -> dict[str, float]:
 
 def random_split(spec: DatasetSpec, n: int, seed: int = 0, modalities: list[str] | None = None) -> Split:
     """`n` samples at the spec's real shapes: standard-normal features, full-length masks, labels
-    drawn for the spec's task (multi-label: each label present with probability 0.3)."""
+    drawn for the spec's task (multi-label: each label present with probability 0.3), and per-modality
+    valence/arousal extras in [-1, 1] as the synthetic twins carry them (UniVA reads them)."""
     rng = np.random.default_rng(seed)
     mods = modalities or list(spec.modalities)
     inputs = {m: rng.standard_normal((n, spec.modalities[m].length, spec.modalities[m].dim), dtype=np.float32)
@@ -269,7 +270,9 @@ def random_split(spec: DatasetSpec, n: int, seed: int = 0, modalities: list[str]
         labels = rng.integers(0, 2, n).astype(np.int64)
     else:
         labels = rng.uniform(-3, 3, n).astype(np.float32)
-    return Split(inputs=inputs, masks=masks, labels=labels, ids=np.array([f"profile/{i}" for i in range(n)]))
+    extras = {f"va_{m}": rng.uniform(-1, 1, (n, 2)).astype(np.float32) for m in mods}
+    return Split(inputs=inputs, masks=masks, labels=labels, ids=np.array([f"profile/{i}" for i in range(n)]),
+                 extras=extras)
 
 
 def device_batch(spec: DatasetSpec, n: int, device: str, modalities: list[str] | None = None, seed: int = 0):

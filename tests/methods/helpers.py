@@ -29,7 +29,7 @@ def build(method: str, dataset: str, preset: str | None = None, overrides=(), se
 
 
 def tiny_batch(spec: DatasetSpec, batch_size: int = 3, seed: int = 0) -> Batch:
-    """Random features at the spec's real lengths; sample 0 full length, the others shorter."""
+    """Random features at the spec's real lengths; sample 0 full length, the others shorter; VA extras."""
     g = torch.Generator().manual_seed(seed)
     inputs, masks = {}, {}
     for m, ms in spec.modalities.items():
@@ -46,7 +46,9 @@ def tiny_batch(spec: DatasetSpec, batch_size: int = 3, seed: int = 0) -> Batch:
         labels = torch.randint(0, 2, (batch_size,), generator=g).float()
     else:
         labels = torch.empty(batch_size).uniform_(-3, 3, generator=g)
-    return Batch(inputs=inputs, masks=masks, labels=labels, index=torch.arange(batch_size))
+    # Per-modality valence/arousal, as the synthetic twins carry them (UniVA's default reads them).
+    extras = {f"va_{m}": torch.rand(batch_size, 2, generator=g) * 2 - 1 for m in spec.modalities}
+    return Batch(inputs=inputs, masks=masks, labels=labels, index=torch.arange(batch_size), extras=extras)
 
 
 def assert_padding_ignored(model: torch.nn.Module, spec: DatasetSpec, atol: float = 1e-5) -> None:

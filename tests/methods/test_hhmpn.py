@@ -16,13 +16,25 @@ from mmerbench.runner import RunRequest, parameter_count, run
 from methods.helpers import build, count_parameters, params_for, tiny_batch
 
 # The paper config (d 512, MulT encoder 6 layers / 4 heads, 3 decoder layers / 8 heads, d_inner 512).
-# The authors' model has about 0.41 B: 36 M more in modules its forward never uses (see the module docstring).
+# The authors' model has 405,289,673: modules its forward never uses, no label self-attention
+# (the module docstring itemises it; tests/parity/test_hhmpn.py checks it against their code).
 PAPER_PARAMETERS = 378_858_502
+# label_attention: false (the authors' decoder layer): nine label self-attentions with their LayerNorm fewer.
+AUTHORS_LAYER_PARAMETERS = PAPER_PARAMETERS - 9 * (4 * 512 * 512 + 4 * 512 + 2 * 512)
 
 
 @pytest.mark.parametrize("dataset", ["mosei-aligned", "mosei-unaligned", "synth-mosei-unaligned"])
 def test_paper_config_parameter_count_is_pinned(dataset):
     assert parameter_count("hhmpn", dataset) == PAPER_PARAMETERS  # built on the meta device
+
+
+def test_authors_decoder_layer_drops_only_the_label_self_attention():
+    from mmerbench.data.registry import get_entry
+
+    with torch.device("meta"):
+        model = HHMPN(get_entry("mosei-aligned").spec, **{**params_for("hhmpn", "mosei-aligned"),
+                                                          "label_attention": False})
+    assert count_parameters(model) == AUTHORS_LAYER_PARAMETERS
 
 
 def test_paper_config_submodule_sizes():
@@ -109,6 +121,17 @@ def test_graph_mask_limits_which_labels_exchange_messages():
     assert (_query_jacobian(unmasked, batch) > 0).all()
 
 
+def test_authors_decoder_layer_passes_no_label_messages_but_keeps_the_second_ffn():
+    full, spec = build("hhmpn", "synth-mosei-aligned", preset="small")
+    authors, _ = build("hhmpn", "synth-mosei-aligned", preset="small", overrides=["label_attention=false"])
+    none, _ = build("hhmpn", "synth-mosei-aligned", preset="small", overrides=["label_messages=false"])
+    assert count_parameters(none) < count_parameters(authors) < count_parameters(full)
+    assert set(authors.decoders["text"][0].label_to_label.state_dict()) == {
+        "ff1.weight", "ff1.bias", "ff2.weight", "ff2.bias", "norm_ff.weight", "norm_ff.bias"}
+    jac = _query_jacobian(authors, tiny_batch(spec))
+    assert torch.equal(jac > 0, torch.eye(spec.num_labels, dtype=torch.bool))  # labels stay independent
+
+
 def test_without_label_messages_labels_are_independent():
     full, spec = build("hhmpn", "synth-mosei-aligned", preset="small")
     none, _ = build("hhmpn", "synth-mosei-aligned", preset="small", overrides=["label_messages=false"])
@@ -142,6 +165,22 @@ def test_fusion_variants(fusion):
     assert count_parameters(model) != count_parameters(concat)
     out = model(tiny_batch(spec)).scores
     assert out.shape == (3, spec.num_labels) and torch.isfinite(out).all()
+
+
+def test_angle_softmax_over_labels_normalises_across_labels():
+    """The authors' angle weights sum to one over the labels for each angle, ours over the angles."""
+    from mmerbench.methods.hhmpn import MultiAngleFusion
+
+    torch.manual_seed(0)
+    states = [torch.randn(2, 5, 8) for _ in range(3)]
+    for over, dim in (("angles", 2), ("labels", 1)):
+        fusion = MultiAngleFusion("angle", 3, 8, 0.0, over)
+        a = torch.stack([f(s) for f, s in zip(fusion.angles, states)], dim=2)
+        w = torch.softmax(fusion.score(a), dim=dim)
+        torch.testing.assert_close(fusion(states), fusion.out((w * a).sum(2)))
+        torch.testing.assert_close(w.sum(dim), torch.ones_like(w.sum(dim)))
+    with pytest.raises(ValueError, match="angle_softmax"):
+        MultiAngleFusion("angle", 3, 8, 0.0, "time")
 
 
 def test_unknown_fusion_is_an_error():

@@ -50,6 +50,11 @@ def _small(dataset=ALIGNED, *overrides, seed=0):
     return build("univa", dataset, preset="small", overrides=overrides, seed=seed)
 
 
+def _small_labels(dataset=ALIGNED, *overrides, seed=0):
+    """Tiny batches carry no per-sample VA: the label-derived source, for tests of the loss's arithmetic."""
+    return _small(dataset, "va_source=labels", *overrides, seed=seed)
+
+
 def _params(base_dataset: str, preset=None, overrides=()):
     cfg = resolve("univa", "mmerbench.methods", dataset=base_dataset, base_dataset=base_dataset, preset=preset,
                   overrides=list(overrides), base={"threshold": 0.5})
@@ -92,7 +97,7 @@ def test_paper_config_parameter_count_m3ed():
 
 def test_builds_and_trains_on_carats_m3ed_format():
     torch.manual_seed(0)
-    model = UniVA(M3ED_CARAT, **_params("m3ed", preset="small"))
+    model = UniVA(M3ED_CARAT, **_params("m3ed", preset="small", overrides=["va_source=labels"]))
     batch = tiny_batch(M3ED_CARAT)
     parts = model.loss(batch, model(batch))
     parts.total.backward()
@@ -209,26 +214,55 @@ def test_fallback_va_is_the_mean_of_the_labels_va():
     np.testing.assert_allclose(got[3], neutral, atol=1e-6)
 
 
-def test_data_va_is_used_where_present_and_the_fallback_is_logged_once(caplog):
+def test_va_source_data_reads_each_modality_and_refuses_a_batch_without_it():
     model, spec = _small()
     labels = [[1, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0], [0, 1, 0, 0, 0, 0]]
-    given = torch.tensor([[0.9, 0.1], [-0.9, -0.1], [0.9, 0.12]])
-    batch = _batch_with_labels(spec, labels, extras={"va_text": given})
+    given = {f"va_{m}": torch.tensor([[0.9, 0.1], [-0.9, -0.1], [0.9, 0.12]]) + i for i, m in
+             enumerate(("text", "audio", "vision"))}
+    va = model.sample_va(_batch_with_labels(spec, labels, extras=given))
+    for m in ("text", "audio", "vision"):
+        assert torch.equal(va[m], given[f"va_{m}"])  # each modality its own (no standardisation before setup)
+    assert va_positives(va["text"], 0.1)[0].tolist() == [False, False, True]
+    with pytest.raises(DataError, match="va_audio"):
+        model.sample_va(_batch_with_labels(spec, labels, extras={"va_text": given["va_text"]}))
+
+
+def test_va_source_data_is_refused_where_the_dataset_has_no_va():
+    model, spec = _small()
+    with pytest.raises(MmerbenchError, match="va_source=labels.*va_source=none"):
+        model.setup(_train_split(spec, [[0.0, 0.0]] * 4))  # va_text only
+    for choice in ("labels", "none"):
+        other, _ = _small(ALIGNED, f"va_source={choice}")
+        other.setup(_train_split(spec, [[0.0, 0.0]] * 4))  # an explicit choice is accepted
+
+
+def test_va_source_labels_uses_the_label_derived_va_and_says_so_once(caplog):
+    model, spec = _small(ALIGNED, "va_source=labels")
+    labels = [[1, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0], [0, 1, 0, 0, 0, 0]]
+    batch = _batch_with_labels(spec, labels, extras={"va_text": torch.tensor([[0.9, 0.1], [-0.9, -0.1], [0.9, 0.1]])})
     with caplog.at_level(logging.WARNING, logger="mmerbench.methods.univa"):
         va = model.sample_va(batch)
         model.sample_va(batch)
-    assert torch.equal(va["text"], given)
     fallback = model.fallback_va(batch.labels)
-    assert torch.equal(va["audio"], fallback) and torch.equal(va["vision"], fallback)
-    # positives: by the data's VA for text (0 and 2), by the labels for audio (0 and 1)
-    assert va_positives(va["text"], 0.1)[0].tolist() == [False, False, True]
-    assert va_positives(va["audio"], 0.1)[0].tolist() == [False, True, False]
-    warnings = [r for r in caplog.records if "label-derived VA" in r.getMessage()]
-    assert len(warnings) == 1 and "audio, vision" in warnings[0].getMessage()
+    assert all(torch.equal(va[m], fallback) for m in ("text", "audio", "vision"))  # the data's VA ignored
+    assert va_positives(va["text"], 0.1)[0].tolist() == [False, True, False]  # positives by the labels
+    assert len([r for r in caplog.records if "label-derived VA" in r.getMessage()]) == 1
 
-    forced, _ = _small(ALIGNED, "va_source=labels")
-    assert torch.equal(forced.sample_va(batch)["text"], fallback)
 
+def test_va_source_none_drops_the_contrastive_term():
+    model, spec = _small(ALIGNED, "va_source=none")
+    batch = tiny_batch(spec)
+    assert "contrastive" not in model.loss(batch, model(batch)).parts
+
+
+def test_va_scale_raw_uses_the_listed_values():
+    model, _ = _small(ALIGNED, "va_scale=raw")
+    raw = np.array([NRC_VAD[n] for n in MOSEI_LABELS])
+    np.testing.assert_allclose(model.similarity.double().numpy(), cosine_similarity(raw), atol=1e-6)
+    assert (model.similarity > 0).all()  # why min-max is the default: raw VA leave no negative pair
+    assert (_small()[0].similarity < 0).any()
+    with pytest.raises(MmerbenchError, match="va_scale"):
+        _small(ALIGNED, "va_scale=zscore")
 
 def _train_split(spec, va_text):
     n = len(va_text)
@@ -237,25 +271,24 @@ def _train_split(spec, va_text):
 
 
 def test_data_va_is_standardised_with_the_training_valence_statistics():
-    model, spec = _small()
+    model, spec = _small(ALIGNED, "modalities=[text]")
     # training valence 0, 2, 4, 6: mean 3, std (ddof 1) √(20/3); arousal is ignored, as in the authors' loader
     model.setup(_train_split(spec, [[0.0, 9.0], [2.0, -9.0], [4.0, 0.0], [6.0, 1.0]]))
     std = math.sqrt(20 / 3)
     assert model.va_stats[0].tolist() == pytest.approx([3.0, std])
-    assert model.va_stats[1].tolist() == [0.0, 1.0]  # no audio VA in the split: left as is
     given = torch.tensor([[0.0, 0.0], [0.2, 0.0], [5.0, 5.0]])  # samples 0 and 1: 0.2 apart in raw units
     batch = _batch_with_labels(spec, [[1, 0, 0, 0, 0, 0]] * 3, extras={"va_text": given})
     va = model.sample_va(batch)["text"]
     assert torch.allclose(va, (given - 3.0) / std)
     assert va_positives(va, 0.1)[0].tolist() == [False, True, False]  # 0.2 / 2.58 < 0.1
-    raw, _ = _small(ALIGNED, "va_standardize=false")
+    raw, _ = _small(ALIGNED, "va_standardize=false", "modalities=[text]")
     raw.setup(_train_split(spec, [[0.0, 9.0], [2.0, -9.0], [4.0, 0.0], [6.0, 1.0]]))
     assert torch.equal(raw.sample_va(batch)["text"], given)
     assert va_positives(given, 0.1)[0].tolist() == [False, False, False]
 
 
 def test_training_va_of_the_wrong_shape_is_a_clear_error():
-    model, spec = _small()
+    model, spec = _small(ALIGNED, "modalities=[text]")
     with pytest.raises(DataError, match="va_text"):
         model.setup(_train_split(spec, [0.1, 0.2, 0.3]))
 
@@ -265,7 +298,7 @@ def test_training_va_of_the_wrong_shape_is_a_clear_error():
     (torch.tensor([[0.0, 0.0], [float("nan"), 0.0], [0.0, 0.0]]), "NaN or inf"),
 ])
 def test_bad_data_va_is_a_clear_error(bad, match):
-    model, spec = _small()
+    model, spec = _small(ALIGNED, "modalities=[text]")
     batch = _batch_with_labels(spec, [[1, 0, 0, 0, 0, 0]] * 3, extras={"va_text": bad})
     with pytest.raises(DataError, match=match):
         model.loss(batch, model(batch))
@@ -331,7 +364,7 @@ def test_probabilities_are_the_softmax():
 
 
 def test_loss_parts_combine_as_the_paper_says():
-    model, spec = _small()
+    model, spec = _small_labels()
     batch = _batch_with_labels(spec, [[1, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0], [0, 0, 1, 0, 1, 0]])
     model.eval()
     with torch.no_grad():
@@ -347,7 +380,7 @@ def test_text_weight_scales_the_text_contrastive_term():
     batch = None
     losses = {}
     for w in (1.0, 3.0):
-        model, spec = _small(ALIGNED, f"cl_text_weight={w}")
+        model, spec = _small_labels(ALIGNED, f"cl_text_weight={w}")
         batch = batch or _batch_with_labels(spec, [[1, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0], [0, 1, 0, 0, 0, 0]])
         model.eval()
         with torch.no_grad():
@@ -369,12 +402,12 @@ def test_padded_steps_change_nothing(dataset):
 
 def test_table_2_switches_drop_their_terms():
     batch_labels = [[1, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0], [0, 0, 1, 0, 1, 0]]
-    full, spec = _small()
+    full, spec = _small_labels()
     batch = _batch_with_labels(spec, batch_labels)
     rows = {}
     for name, ov in {"full": (), "no_cl": ("va_contrastive=false",), "no_ecp": ("va_prior=false",),
                      "neither": ("va_contrastive=false", "va_prior=false")}.items():
-        model, _ = _small(ALIGNED, *ov)
+        model, _ = _small_labels(ALIGNED, *ov)
         model.eval()
         with torch.no_grad():
             rows[name] = model.loss(batch, model(batch))
@@ -390,7 +423,7 @@ def test_table_2_switches_drop_their_terms():
 
 @pytest.mark.parametrize("mods", [["text", "audio"], ["text", "vision"], ["text"], ["audio"], ["vision"]])
 def test_table_3_modality_subsets(mods):
-    model, spec = _small(ALIGNED, f"modalities=[{', '.join(mods)}]")
+    model, spec = _small_labels(ALIGNED, f"modalities=[{', '.join(mods)}]")
     assert sorted(model.encoders) == sorted(mods)
     assert model.classifier.in_features == 32 * len(mods)
     batch = tiny_batch(spec)
