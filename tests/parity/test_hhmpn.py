@@ -41,6 +41,7 @@ OURS_AS_THEIRS = dict(fusion="angle", angle_softmax="labels", label_attention=Fa
 def lamp():
     """Their modules, imported once with the CPU/torch-2 fixes; the MulT depth set by ``lamp.layers``."""
     repo = authors_repo("HHMPN") / "HHMPN"
+    pytest.importorskip("six")  # their utils/evals.py needs it at import time
     mp = pytest.MonkeyPatch()
     mp.setattr(torch.Tensor, "cuda", lambda self, *a, **k: self)
     with on_path(repo, "lamp", "utils", "train", "config_args"):

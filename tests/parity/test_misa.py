@@ -19,6 +19,7 @@ import sys
 import types
 from contextlib import contextmanager
 
+import pytest
 import torch
 from torch import nn
 
@@ -39,7 +40,9 @@ def _their_code():
     saved = sys.modules.get("gensim")
     sys.modules["gensim"] = types.ModuleType("gensim")
     try:
-        with on_path(authors_repo("MISA") / "src", *NAMES):
+        repo = authors_repo("MISA") / "src"
+        pytest.importorskip("transformers")  # their models.py imports it at import time
+        with on_path(repo, *NAMES):
             import models
             import solver
             import utils
