@@ -67,7 +67,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from mmerbench import results, runner
+from mmerbench import preflight, results, runner
 from mmerbench.data import paths
 from mmerbench.data.dataset import Split
 from mmerbench.data.spec import DatasetSpec
@@ -365,6 +365,9 @@ def profile(req: ProfileRequest) -> ProfileResult:
         device=req.device, data_dir=req.data_dir, runs_dir=req.runs_dir, scale=req.scale,
         data_seed=req.data_seed, progress=False))
     device = runner.resolve_device(req.device)
+    preflight.check_config(prep)
+    if req.write:
+        preflight.check_store(paths.runs_root(req.runs_dir))
     if prep.cls.kind != "torch":
         device = "cpu"  # scikit-learn baselines run on the CPU whatever the device
     params = prep.config["params"]

@@ -40,6 +40,7 @@ import numpy as np
 
 from mmerbench import config as configlib
 from mmerbench import metrics as metricslib
+from mmerbench import preflight
 from mmerbench import results
 from mmerbench.data import paths
 from mmerbench.data.dataset import Dataset
@@ -246,6 +247,8 @@ def run(req: RunRequest, on_epoch_end: Callable[[int, dict], None] | None = None
     """Run (or skip, or resume) every seed of the request; returns one result per seed."""
     prep = prepare(req)
     device = resolve_device(req.device)
+    preflight.check_config(prep)  # before any data is read or generated, and before any folder exists
+    preflight.check_store(paths.runs_root(req.runs_dir))
     dataset: Dataset | None = None
     # Data first, before any seed folder or lock exists: a dataset that fails to load leaves the
     # run store as it was.
@@ -384,13 +387,6 @@ def _run_torch(prep, dataset, seed, folder, device, on_epoch_end):
     epochs, batch_size = int(p["epochs"]), int(p["batch_size"])
     threshold, select = float(p["threshold"]), str(p.get("select", "loss"))
     autocast = autocast_factory(device, bool(p.get("amp", False)))
-    if select != "loss":
-        try:
-            info = metricslib.metric_info(select)
-        except (KeyError, ValueError):
-            info = None
-        if info is None or spec.task not in info.task:
-            raise MmerbenchError(f"`select` must be 'loss' or a {spec.task} metric, but got {select!r}.")
     higher = False if select == "loss" else metricslib.direction(select)
 
     mods = p.get("modalities") or list(spec.modalities)
