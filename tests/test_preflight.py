@@ -32,7 +32,7 @@ def _tree(path):
     ("mlp", "lr=fast", "takes a finite number for 'lr'"),
     ("mlp", "lr=.nan", "takes a finite number for 'lr'"),
     ("mlp", "amp=3", "takes true or false for 'amp'"),
-    ("mlp", "hidden=null", "needs a value for 'hidden'"),
+    ("mlp", "hidden=null", "cannot be built with this config"),
     ("mlp", "lr=-1", "'lr' must be above 0"),
     ("mlp", "epochs=0", "'epochs' must be above 0"),
     ("mlp", "select=fast", "`select` must be 'loss' or a multilabel metric"),
