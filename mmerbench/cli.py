@@ -158,6 +158,35 @@ def methods(dataset):
     click.echo(tabulate(rows, headers=headers, disable_numparse=True))
 
 
+@cli.group("config")
+def config_group():
+    """Show the config a run would use."""
+
+
+@config_group.command("show", cls=GreedyCommand)
+@click.option("--method", "-m", required=True, help="A registered method or baseline (see `mmerbench methods`).")
+@click.option("--dataset", "-d", required=True, help="The dataset: its entry in the config file and its threshold are part of the config.")
+@click.option("--preset", default=None, help="A named preset of the method's config.")
+@click.option("--epochs", type=int, default=None, help="As `run --epochs`.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="As `run --set`.")
+@click.option("--scale", type=float, default=None, help="Synthetic twins: as `run --scale` (part of the hash).")
+@click.option("--data-seed", type=int, default=None, help="Synthetic twins: as `run --data-seed` (part of the hash).")
+@click.option("--runs-dir", type=click.Path(file_okay=False), default=None, help="Run store the folder is shown in.")
+def config_show(method, dataset, preset, epochs, overrides, scale, data_seed, runs_dir):
+    """Print the resolved config of METHOD on DATASET and its hash: the same hash `run` would use.
+
+    \b
+    Example:
+      mmerbench config show --method tailor --dataset synth-mosei-aligned --preset small --set threshold=0.35
+    """
+    from mmerbench.config_show import show
+    from mmerbench.runner import RunRequest
+
+    click.echo(show(RunRequest(method=method, dataset=dataset, preset=preset, epochs=epochs,
+                               overrides=tuple(overrides), scale=scale, data_seed=data_seed, runs_dir=runs_dir)),
+               nl=False)
+
+
 @cli.command()
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Data root to look in.")
 def datasets(data_dir):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import math
 from importlib import resources
 from typing import Any
 
@@ -130,7 +131,7 @@ def resolve(
     for item in overrides:
         key, value = parse_override(item)
         _check_key(method, key, params)
-        params[key] = _like(params[key], value)
+        params[key] = check_value(method, key, value, _seen_values(data, key, base))
     cfg = {
         "method": method,
         "dataset": dataset,
@@ -151,9 +152,67 @@ def _check_key(method: str, key: str, params: dict[str, Any]) -> None:
         )
 
 
-def _like(current: Any, value: Any) -> Any:
-    """`--set lr=1` means `lr=1.0` where the setting is a float: one config, one spelling."""
-    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+def _seen_values(data: dict[str, Any], key: str, base: dict[str, Any] | None) -> list[Any]:
+    """Every value the config file (defaults, dataset entries, presets) and `base` give `key`."""
+    seen = [(base or {})[key]] if key in (base or {}) else []
+    if key in data["defaults"]:
+        seen.append(data["defaults"][key])
+    for section in ("datasets", "presets"):
+        seen += [entry[key] for entry in data[section].values() if isinstance(entry, dict) and key in entry]
+    return seen
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, (list, tuple)):
+        return "list"
+    return "null" if value is None else "other"
+
+
+_KIND_WORDS = {"bool": "true or false", "int": "an integer", "float": "a finite number", "str": "a word",
+               "list": "a list such as [a, b]"}
+
+
+def check_value(method: str, key: str, value: Any, seen: list[Any]) -> Any:
+    """`value` of a ``--set key=value``, checked against the kind of value the config gives `key`.
+
+    The kind is read from the values the file gives the key (an integer default takes
+    integers, a float default takes any finite number, and so on); ``null`` always
+    passes here (a method may read it as "off") and is left to the method. A key the file only ever sets to ``null`` takes
+    any value: the method checks it. ``--set lr=1`` becomes ``lr=1.0`` where the setting
+    is a float: one config, one spelling.
+    """
+    kinds = {_kind(v) for v in seen}
+    nullable = "null" in kinds
+    kinds.discard("null")
+    if "float" in kinds:
+        kinds.discard("int")  # 0 and 0.3 in one file: a float setting
+    got = _kind(value)
+    shown = format_override(value)
+    if got == "null":  # an "off" many methods read (MISA's patience); one that refuses it fails its pre-flight build
+        return None
+    if not kinds:
+        return value
+    ok = got in kinds or ("float" in kinds and got == "int")
+    if ok and got in ("int", "float") and not math.isfinite(value):
+        ok = False
+    if ok and got == "list":
+        examples = [x for v in seen if isinstance(v, (list, tuple)) for x in v]
+        if examples and all(_kind(x) in ("int", "float") for x in examples):
+            ok = all(_kind(x) in ("int", "float") and math.isfinite(x) for x in value)
+    if not ok:
+        want = " or ".join(_KIND_WORDS.get(k, k) for k in sorted(kinds)) + (" or null" if nullable else "")
+        example = next((v for v in seen if v is not None), None)
+        raise MmerbenchError(f"`--set {key}={shown}`: {method!r} takes {want} for {key!r} "
+                             f"(its default is {format_override(example)}).")
+    if "float" in kinds and got == "int":
         return float(value)
     return value
 

@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmerbench import config as configlib
+from mmerbench import preflight
 from mmerbench import results
 from mmerbench import runner
+from mmerbench.data import paths
 from mmerbench.data.registry import load_dataset
 from mmerbench.errors import MmerbenchError
 
@@ -79,6 +81,8 @@ def evaluate(req: EvaluateRequest) -> runner.SeedResult:
         device=req.device, data_dir=req.data_dir, runs_dir=req.runs_dir, scale=req.scale, data_seed=req.data_seed))
     if prep.cls.kind != "torch":
         raise MmerbenchError(f"{req.method!r} is not a neural method: there are no weights to evaluate.")
+    preflight.check_config(prep)
+    preflight.check_store(paths.runs_root(req.runs_dir))
     if req.origin == "authors":
         from mmerbench.importers import importable_methods
 
@@ -123,6 +127,7 @@ def evaluate(req: EvaluateRequest) -> runner.SeedResult:
     # Written under a temporary name beside the final folder, then renamed: never half a run.
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    tmp.chmod(0o777 & ~results.current_umask())  # mkdtemp makes it 0700; the folder it becomes follows the umask
     try:
         results.write_yaml(tmp / "config.yaml", {**cfg, "seed": req.seed, "config_hash": chash})
         results.write_json(tmp / "env.json", runner.environment(device))

@@ -43,6 +43,13 @@ therefore run smallest first (latency, inference by ascending batch size,
 training). Where ``/proc`` is not writable (macOS), per-phase peaks are left
 out and only the process peak is recorded.
 
+``peak_rss_mb_process`` is the largest resident set of the whole profile
+(host RAM, also on CUDA): the larger of ``ru_maxrss`` and every phase's
+``VmHWM`` read before its reset, since resetting the high-water mark also
+lowers what ``getrusage`` reports. On CPU it is therefore at least every
+phase's peak. A baseline's training "batch" is its whole training split
+(one ``fit``): its record's ``batch_size`` is that split's size.
+
 Classical baselines (scikit-learn) get the same record where it applies:
 training throughput is the training split's size over the time of pooling +
 ``fit`` (the runner's training), latency and inference throughput time
@@ -67,7 +74,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from mmerbench import results, runner
+from mmerbench import preflight, results, runner
 from mmerbench.data import paths
 from mmerbench.data.dataset import Split
 from mmerbench.data.spec import DatasetSpec
@@ -202,7 +209,22 @@ class PeakMemory:
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
         elif self.per_phase:
+            self._keep_hwm()
             self._reset_cpu()
+
+    def _keep_hwm(self) -> None:
+        # Resetting VmHWM also lowers what getrusage reports as ru_maxrss (the kernel takes the
+        # larger of the two), so the process peak is kept here before each reset.
+        kib = _proc_status_kib("VmHWM")
+        self._phase_mb = None if kib is None else kib / 1024
+        if kib is not None:
+            self._hwm_mb = max(getattr(self, "_hwm_mb", 0.0), kib / 1024)
+
+    def process_peak_rss_mb(self) -> float:
+        """The largest resident set of the whole process so far (host RAM, on CUDA too):
+        every phase's peak, and what happened between and before the phases."""
+        self._keep_hwm()
+        return max(process_peak_rss_mb(), getattr(self, "_hwm_mb", 0.0))
 
     def peak_mb(self) -> float | None:
         if self.cuda:
@@ -212,8 +234,8 @@ class PeakMemory:
             return torch.cuda.max_memory_allocated(self.device) / 2**20
         if not self.per_phase:
             return None
-        kib = _proc_status_kib("VmHWM")
-        return None if kib is None else kib / 1024
+        self._keep_hwm()  # the kernel's RSS counters are approximate: keep the figure reported, too
+        return getattr(self, "_phase_mb", None)
 
     def current_mb(self) -> float | None:
         if self.cuda:
@@ -365,6 +387,9 @@ def profile(req: ProfileRequest) -> ProfileResult:
         device=req.device, data_dir=req.data_dir, runs_dir=req.runs_dir, scale=req.scale,
         data_seed=req.data_seed, progress=False))
     device = runner.resolve_device(req.device)
+    preflight.check_config(prep)
+    if req.write:
+        preflight.check_store(paths.runs_root(req.runs_dir))
     if prep.cls.kind != "torch":
         device = "cpu"  # scikit-learn baselines run on the CPU whatever the device
     params = prep.config["params"]
@@ -377,8 +402,9 @@ def profile(req: ProfileRequest) -> ProfileResult:
         if dtype != "fp32":
             raise MmerbenchError(f"{req.method!r} is a scikit-learn baseline: it runs in float64 on CPU, not bf16.")
         metrics, iterations = _profile_sklearn(prep, req, memory)
-    metrics["peak_rss_mb_process"] = process_peak_rss_mb()
-    bs = int(params.get("batch_size", 0)) or None
+    metrics["peak_rss_mb_process"] = memory.process_peak_rss_mb()
+    # A baseline fits the whole training split at once: that is its "batch".
+    bs = int(params.get("batch_size", 0)) or metrics.pop("train_samples", None)
     record: dict[str, Any] = {
         "method": req.method,
         "dataset": req.dataset,
@@ -537,6 +563,7 @@ def _profile_sklearn(prep, req: ProfileRequest, memory: PeakMemory):
                                                    max_seconds=req.max_seconds, sync_each=False))
     out["train_samples_per_s"] = len(train) * len(s) / s.sum()
     out["fit_seconds"] = float(s.mean())
+    out["train_samples"] = len(train)
     iters["train"] = len(s)
     est = holder["est"]
     out["params"] = _fitted_size(est)
@@ -560,6 +587,12 @@ def _profile_sklearn(prep, req: ProfileRequest, memory: PeakMemory):
     return out, iters
 
 
+def _train_batch_text(record: dict[str, Any]) -> str:
+    if record.get("flops_convention") is None and record.get("batch_size"):  # a scikit-learn baseline
+        return f"train: one fit on the {record['batch_size']} training samples"
+    return f"train batch {record['batch_size']}" if record.get("batch_size") else "train batch: not timed"
+
+
 def format_record(record: dict[str, Any], path: Path | None = None) -> str:
     """The record as a short table: what was measured, then where and how."""
     from tabulate import tabulate
@@ -575,10 +608,12 @@ def format_record(record: dict[str, Any], path: Path | None = None) -> str:
         if f"infer_samples_per_s_bs{b}" in m:
             rows.append([f"inference samples/s (batch {b})", f"{m[f'infer_samples_per_s_bs{b}']:.1f}"])
     phases = ["latency"] + [f"infer_bs{b}" for b in record.get("inference_batch_sizes", [])] + ["train"]
+    what = "CUDA tensors" if record.get("device") == "cuda" else "process RSS"
     for phase in phases:
         if f"peak_memory_mb_{phase}" in m:
-            rows.append([f"peak memory (MiB, {phase})", f"{m[f'peak_memory_mb_{phase}']:.1f}"])
-    for k, label in (("baseline_rss_mb", "RSS before the phases (MiB)"), ("peak_rss_mb_process", "process peak RSS (MiB)"),
+            rows.append([f"peak {what} in phase {phase} (MiB)", f"{m[f'peak_memory_mb_{phase}']:.1f}"])
+    for k, label in (("baseline_rss_mb", f"{what} before the phases (MiB)"),
+                     ("peak_rss_mb_process", "peak process RSS, whole profile (MiB)"),
                      ("flops_per_sample", "forward GFLOP/sample (2·MAC)"),
                      ("train_flops_per_sample", "train step GFLOP/sample (2·MAC)")):
         if k in m:
@@ -588,7 +623,7 @@ def format_record(record: dict[str, Any], path: Path | None = None) -> str:
             rows.append([f"achieved TFLOP/s ({k[len('tflops_per_s_'):]})", f"{m[k]:.2f}"])
     v = record.get("versions", {})
     where = (f"{record['method']} on {record['dataset']} (config {record['config_hash']}), "
-             f"{record['device']} [{record['device_name']}], {record['dtype']}, train batch {record.get('batch_size')}, "
+             f"{record['device']} [{record['device_name']}], {record['dtype']}, {_train_batch_text(record)}, "
              f"torch {v.get('torch')}" + (f", CUDA {v['cuda']}, driver {v.get('driver')}" if v.get("cuda") else "")
              + f", TF32 {'on' if record.get('tf32') else 'off'}, threads: {record.get('threads')}")
     text = tabulate(rows, headers=["measure", "value"], disable_numparse=True, colalign=("left", "right"))

@@ -40,6 +40,7 @@ import numpy as np
 
 from mmerbench import config as configlib
 from mmerbench import metrics as metricslib
+from mmerbench import preflight, progress
 from mmerbench import results
 from mmerbench.data import paths
 from mmerbench.data.dataset import Dataset
@@ -244,8 +245,15 @@ def score(spec: DatasetSpec, y_true: np.ndarray, y_score: np.ndarray, threshold:
 
 def run(req: RunRequest, on_epoch_end: Callable[[int, dict], None] | None = None) -> list[SeedResult]:
     """Run (or skip, or resume) every seed of the request; returns one result per seed."""
+    with progress.showing(req.progress):
+        return _run(req, on_epoch_end)
+
+
+def _run(req: RunRequest, on_epoch_end: Callable[[int, dict], None] | None) -> list[SeedResult]:
     prep = prepare(req)
     device = resolve_device(req.device)
+    preflight.check_config(prep)  # before any data is read or generated, and before any folder exists
+    preflight.check_store(paths.runs_root(req.runs_dir))
     dataset: Dataset | None = None
     # Data first, before any seed folder or lock exists: a dataset that fails to load leaves the
     # run store as it was.
@@ -384,13 +392,6 @@ def _run_torch(prep, dataset, seed, folder, device, on_epoch_end):
     epochs, batch_size = int(p["epochs"]), int(p["batch_size"])
     threshold, select = float(p["threshold"]), str(p.get("select", "loss"))
     autocast = autocast_factory(device, bool(p.get("amp", False)))
-    if select != "loss":
-        try:
-            info = metricslib.metric_info(select)
-        except (KeyError, ValueError):
-            info = None
-        if info is None or spec.task not in info.task:
-            raise MmerbenchError(f"`select` must be 'loss' or a {spec.task} metric, but got {select!r}.")
     higher = False if select == "loss" else metricslib.direction(select)
 
     mods = p.get("modalities") or list(spec.modalities)
@@ -422,7 +423,8 @@ def _run_torch(prep, dataset, seed, folder, device, on_epoch_end):
         torch.manual_seed(_epoch_seed(seed, epoch))
         gen = torch.Generator().manual_seed(_epoch_seed(seed, epoch))
         t = time.perf_counter()
-        train_loss = train_epoch(model, data["train"], batch_size, setup, autocast, gen)
+        train_loss = train_epoch(model, data["train"], batch_size, setup, autocast, gen,
+                                 desc=f"epoch {epoch + 1}/{epochs}")
         valid_scores, valid_loss = predict(model, data["valid"], batch_size, autocast)
         valid_metrics = score(spec, np.asarray(dataset["valid"].labels), valid_scores, threshold)
         crit = valid_loss if select == "loss" else valid_metrics[select]
@@ -495,21 +497,24 @@ def autocast_factory(device: str, amp: bool):
     return nullcontext
 
 
-def train_epoch(model, split, batch_size: int, setup, autocast, generator) -> dict[str, float]:
+def train_epoch(model, split, batch_size: int, setup, autocast, generator, desc: str = "epoch") -> dict[str, float]:
     """One pass over the training split in the generator's order: the method's
     ``training_step`` per batch, the per-step schedule, and the sample-weighted
-    mean of each named loss part (summed on the device, read once at the end)."""
+    mean of each named loss part (summed on the device, read once at the end).
+    A batch bar shows once the epoch has taken ``progress.SLOW_EPOCH_S`` (when progress is on)."""
     model.train()
     sums: dict[str, Any] = {}
     n_seen = 0
-    for batch in split.batches(batch_size, shuffle=True, generator=generator):
-        parts = model.training_step(batch, setup.optimizer, autocast=autocast)
-        if setup.scheduler is not None and setup.interval == "step":
-            setup.scheduler.step()
-        b = len(batch)
-        n_seen += b
-        for name, v in {"total": parts.total, **parts.parts}.items():
-            sums[name] = sums.get(name, 0.0) + v.detach().float() * b
+    with progress.bar(split.num_batches(batch_size), desc, unit="batch", delay=progress.SLOW_EPOCH_S) as bar:
+        for batch in split.batches(batch_size, shuffle=True, generator=generator):
+            parts = model.training_step(batch, setup.optimizer, autocast=autocast)
+            if setup.scheduler is not None and setup.interval == "step":
+                setup.scheduler.step()
+            b = len(batch)
+            n_seen += b
+            for name, v in {"total": parts.total, **parts.parts}.items():
+                sums[name] = sums.get(name, 0.0) + v.detach().float() * b
+            bar.update(1)
     return {k: float(v) / max(n_seen, 1) for k, v in sums.items()}
 
 

@@ -142,3 +142,40 @@ def test_manifest_records_the_sha256_of_each_source_file(tmp_path):
     sources = json.loads(manifest.read_text())["sources"]
     want = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
     assert sources == {k: v for k, v in want.items() if k in sources} and "train.npz" in sources
+
+
+_BUILD = """
+import sys, time
+from mmerbench.data import cache
+from mmerbench.data.registry import load_dataset
+write = cache.write
+def slow_write(*a, **k):  # a build that takes a while: the other process surely arrives during it
+    time.sleep(1.0)
+    write(*a, **k)
+cache.write = slow_write
+t = float(sys.argv[2])
+while time.time() < t:  # start together: both find the cache cold
+    time.sleep(0.005)
+ds = load_dataset("synth-mosei-aligned", data_dir=sys.argv[1], scale=0.02)
+print(ds.report.from_cache, len(ds["train"]), float(ds["train"].inputs["text"].sum()))
+"""
+
+
+def test_two_processes_building_one_cold_cache_both_succeed(tmp_path):
+    """The second builder waits on the entry's lock and then uses the first one's entry."""
+    import subprocess
+    import sys
+    import time
+
+    root = tmp_path / "data"
+    start = time.time() + 4.0  # after both interpreters have imported numpy and mmerbench
+    procs = [subprocess.Popen([sys.executable, "-c", _BUILD, str(root), str(start)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+    lines = sorted(out.split() for out, _ in outs)
+    assert [ln[0] for ln in lines] == ["False", "True"]  # one built it, the other waited and read that entry
+    assert lines[0][1:] == lines[1][1:]  # the same data
+    left = [p for p in root.rglob(".*") if ".tmp-" in p.name or ".old-" in p.name]
+    assert left == []  # no temporary folder left behind

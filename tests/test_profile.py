@@ -16,9 +16,11 @@ from mmerbench import results
 from mmerbench.cli import cli
 from mmerbench.errors import MmerbenchError, UnknownNameError
 from mmerbench.registry import get_method, list_methods
-from mmerbench.profile import (Clock, PeakMemory, ProfileRequest, _fitted_size, count_flops, device_batch, profile,
+from mmerbench.profile import (Clock, PeakMemory, ProfileRequest, _fitted_size, count_flops, device_batch, format_record,
+                               profile,
                                random_split, timed)
 from mmerbench.runner import RunRequest, parameter_count, prepare
+from mmerbench.data.registry import load_dataset
 
 from conftest import TINY_SCALE
 
@@ -133,6 +135,25 @@ def test_cpu_peak_memory_is_reset_per_phase():
     second = mem.peak_mb()
     assert first - before >= 90
     assert second < first - 60  # a monotone ru_maxrss would still show the first phase's peak
+    # ... while the whole profile's peak still holds the first phase's (getrusage alone would not)
+    assert mem.process_peak_rss_mb() >= first
+
+
+def test_process_peak_is_at_least_every_phase_peak_and_names_what_it_measures(twin_data_dir, tmp_path):
+    res = profile(ProfileRequest(method="br", dataset=ALIGNED, data_dir=str(twin_data_dir), scale=TINY_SCALE,
+                                 runs_dir=str(tmp_path), device="cpu", train_steps=1, latency_iters=10,
+                                 infer_iters=3, batch_sizes=(4,)))
+    m = res.record["metrics"]
+    phases = [k for k in m if k.startswith("peak_memory_mb_")]
+    if sys.platform.startswith("linux"):
+        assert len(phases) == 3
+    assert all(m["peak_rss_mb_process"] >= m[k] for k in phases)
+    n_train = len(load_dataset(ALIGNED, data_dir=twin_data_dir, scale=TINY_SCALE)["train"])
+    assert res.record["batch_size"] == n_train
+    text = format_record(res.record)
+    assert "None" not in text
+    assert f"train: one fit on the {n_train} training samples" in text
+    assert "peak process RSS, whole profile (MiB)" in text and "peak process RSS in phase train (MiB)" in text
 
 
 def test_random_inputs_have_the_specs_shapes_and_task_labels():

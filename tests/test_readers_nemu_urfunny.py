@@ -163,6 +163,13 @@ def test_urfunny_broken_variants(sdk):
     write_urfunny_sdk(ds, folder)
     rewrite_pickle(files[5], lambda d: d.pop(hid))
     expect_data_error(read, "humor_label_sdk.pkl", repr(hid), "missing")
+    # several missing: how many, per fold, and where the first is
+    write_urfunny_sdk(ds, folder)
+    gone = [folds["dev"][1], folds["test"][0], hid]
+    rewrite_pickle(files[5], lambda d: [d.pop(h) for h in gone])
+    total = sum(len(folds[k]) for k in ("train", "dev", "test"))
+    expect_data_error(read, "humor_label_sdk.pkl", f"3 of the {total:,} instance ids", "train 0, dev 1, test 2",
+                      f"the first is {gone[0]!r}, at position 1 of fold 'dev'")
     write_urfunny_sdk(ds, folder)
     rewrite_pickle(files[5], lambda d: d.__setitem__(hid, 2))
     expect_data_error(read, repr(hid), "label 2")

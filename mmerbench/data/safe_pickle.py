@@ -49,6 +49,7 @@ import numpy as np
 
 from mmerbench.data import pickle_guard
 from mmerbench.data.pickle_guard import TEXT_ENCODINGS, Bomb
+from mmerbench import progress
 from mmerbench.errors import DataError
 
 __all__ = ["SafeUnpickler", "safe_load", "safe_pickle_load", "safe_torch_load"]
@@ -391,6 +392,7 @@ def safe_load(path: str | os.PathLike) -> Any:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"File {path} does not exist." if not path.exists() else f"Expected a file at {path}.")
+    progress.note(f"reading {path} ({path.stat().st_size / 2**20:,.0f} MiB)")
     try:
         torch_file = is_torch_file(path)
     except OSError as e:

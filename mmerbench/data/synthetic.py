@@ -57,11 +57,12 @@ Everything is deterministic from (scale, seed).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 from scipy.stats import norm
 
+from mmerbench import progress
 from mmerbench.data.dataset import Dataset, LoadReport, Split
 from mmerbench.data.registry import DatasetEntry, get_entry, register_dataset
 from mmerbench.data.spec import SPLITS, DatasetSpec
@@ -332,7 +333,8 @@ def _draw_factors(plan: _Plan, n: int, rng: np.random.Generator) -> tuple[np.nda
     return w, y.astype(np.float32)
 
 
-def _generate_split(plan: _Plan, n: int, rng: np.random.Generator, va_rng: np.random.Generator) -> Split:
+def _generate_split(plan: _Plan, n: int, rng: np.random.Generator, va_rng: np.random.Generator,
+                    tick: Callable[[int], Any] = lambda k: None) -> Split:
     spec, profile = plan.spec, plan.profile
     w, y = _draw_factors(plan, n, rng)
     present = w > 0
@@ -383,6 +385,7 @@ def _generate_split(plan: _Plan, n: int, rng: np.random.Generator, va_rng: np.ra
             chunk = chunk * plan.scale[m] + plan.shift[m]
             chunk[~mask[lo:hi]] = 0.0
             x[lo:hi] = chunk
+            tick(b)
         inputs[m], masks[m] = x, mask
     return Split(inputs=inputs, masks=masks, labels=y, ids=np.array([], dtype=str), extras=extras)
 
@@ -407,12 +410,14 @@ def generate(real: DatasetSpec, name: str, scale: float, seed: int, profile: Twi
                       description=f"synthetic twin of {real.name} (scale {scale:g}, seed {seed})")
     plan = _Plan(spec, profile, seed)
     splits = {}
-    for i, s in enumerate(SPLITS):
-        rng = np.random.default_rng([seed, 1 + i])
-        va_rng = np.random.default_rng([seed, 100 + i])
-        split = _generate_split(plan, sizes[s], rng, va_rng)
-        split.ids = np.array([f"{name}/{s}/{j:05d}" for j in range(sizes[s])])
-        splits[s] = split
+    total = sum(sizes.values()) * len(spec.modalities)  # one tick per sample and modality
+    with progress.bar(total, f"generating {name} (scale {scale:g}, seed {seed})", unit="sample") as bar:
+        for i, s in enumerate(SPLITS):
+            rng = np.random.default_rng([seed, 1 + i])
+            va_rng = np.random.default_rng([seed, 100 + i])
+            split = _generate_split(plan, sizes[s], rng, va_rng, tick=bar.update)
+            split.ids = np.array([f"{name}/{s}/{j:05d}" for j in range(sizes[s])])
+            splits[s] = split
     return Dataset(spec, splits, LoadReport(source=f"generated: {name} scale={scale:g} seed={seed}"))
 
 

@@ -14,7 +14,6 @@ sections of tables (e.g. "Real data" and "Synthetic twins").
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -188,14 +187,11 @@ def write(doc: Document, out_dir: str | Path, stem: str, fmts: list[str]) -> lis
     if out.exists() and not out.is_dir():
         raise MmerbenchError(f"Output folder {out} exists and is not a folder.")
     texts = {fmt: render(doc, fmt) for fmt in fmts}  # render everything before writing anything
-    umask = os.umask(0)
-    os.umask(umask)
     paths = []
     for fmt, text in texts.items():
         path = out / f"{stem}.{fmt}"
         try:
-            _atomic_write_bytes(path, text.encode("utf-8"))
-            os.chmod(path, 0o666 & ~umask)  # a report is for reading: the usual file mode, not mkstemp's 0600
+            _atomic_write_bytes(path, text.encode("utf-8"))  # the mode the umask allows, as any written file
         except OSError as e:
             raise MmerbenchError(f"Could not write {path}: {e.strerror or e}.") from None
         paths.append(path)

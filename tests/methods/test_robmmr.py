@@ -274,7 +274,8 @@ def test_app_modules_choose_what_is_perturbed():
 @pytest.mark.parametrize("setting, message", [
     ("atm_epsilon=0", "`atm_epsilon` to be positive"), ("atm_k=0", "`atm_k` to be at least 1"),
     ("erasing_prob=1.5", "`erasing_prob` to be in"), ("app_epsilon=-1", "`app_epsilon` to be non-negative"),
-    ("mask_weight=.nan", "`mask_weight` to be non-negative"), ("input_perturbation=cutout", "input_perturbation"),
+    ("mask_weight=.nan", "takes a finite number for .mask_weight."),  # the --set check comes first
+    ("input_perturbation=cutout", "input_perturbation"),
     ("encoder=gru", "`encoder` in transformer/lstm")])
 def test_bad_settings_are_one_clear_error(setting, message):
     with pytest.raises(MmerbenchError, match=message):

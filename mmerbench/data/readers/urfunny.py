@@ -54,10 +54,14 @@ def read_urfunny_sdk(files: list[Path], *, spec: DatasetSpec) -> Dataset:
     vision = _mapping(loaded["openface_features_sdk.pkl"], paths["openface_features_sdk.pkl"])
     labels = _mapping(loaded["humor_label_sdk.pkl"], paths["humor_label_sdk.pkl"])
     report = LoadReport(source=str(paths["data_folds.pkl"].parent))
+    fold_ids = {split: _fold(folds, split, paths["data_folds.pkl"]) for split in SPLITS}
+    for name, sdk in (("word_embedding_indexes_sdk.pkl", words), ("covarep_features_sdk.pkl", audio),
+                      ("openface_features_sdk.pkl", vision), ("humor_label_sdk.pkl", labels)):
+        _check_coverage(fold_ids, sdk, paths[name])
     dims: dict[str, int | None] = {"text": int(emb.shape[1]), "audio": None, "vision": None}
     dropped, truncated, splits = 0, 0, {}
     for split in SPLITS:
-        ids = _fold(folds, split, paths["data_folds.pkl"])
+        ids = fold_ids[split]
         rows: dict[str, list[np.ndarray]] = {"text": [], "audio": [], "vision": []}
         keep_ids, ys = [], []
         for hid in ids:
@@ -132,6 +136,28 @@ def _embeddings(obj: Any, path: Path) -> np.ndarray:
     if arr is None or arr.dtype.kind not in "fiu" or arr.ndim != 2:
         raise DataError(f"{path}: expected word vectors [V, D] of numbers.")
     return arr.astype(np.float32)
+
+
+def _has(sdk: Mapping, hid: Any) -> bool:
+    try:
+        _entry(sdk, hid, Path())
+    except DataError:
+        return False
+    return True
+
+
+def _check_coverage(fold_ids: dict[str, list], sdk: Mapping, path: Path) -> None:
+    """Every fold id has an entry in `sdk`; else say how many lack one and where the first is (a
+    count in the thousands means files of different releases, which one missing id would hide)."""
+    missing = [(split, i, hid) for split in SPLITS for i, hid in enumerate(fold_ids[split]) if not _has(sdk, hid)]
+    if not missing:
+        return
+    total = sum(len(v) for v in fold_ids.values())
+    split, i, hid = missing[0]
+    per_fold = ", ".join(f"{FOLDS[s]} {sum(m[0] == s for m in missing):,}" for s in SPLITS)
+    raise DataError(f"{path}: {len(missing):,} of the {total:,} instance ids in data_folds.pkl are missing "
+                    f"({per_fold}); the first is {hid!r}, at position {i} of fold {FOLDS[split]!r} "
+                    f"(files of different UR-FUNNY releases do not match: take all six from one).")
 
 
 def _entry(sdk: Mapping, hid: Any, path: Path) -> Any:
