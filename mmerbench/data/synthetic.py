@@ -1,6 +1,6 @@
 """Synthetic twins: `synth-<name>` has the real set's spec and a planted signal.
 
-What is planted (DESIGN.md, "Synthetic twins"), and why. Every twin draws a
+What is planted, and why. Every twin draws a
 few hidden *factors* per sample and leaves evidence of each present factor
 in the modalities; the task's labels are a function of the factors:
 
