@@ -2,7 +2,7 @@
 
 Source: Xulong Du et al., "Integrating Representation Subspace Mapping with
 Unimodal Auxiliary Loss for Attention-based Multimodal Emotion Recognition"
-— only slides exist (shared/papers/auxloss-slides.md): their method figure is
+— only the presentation slides exist: their method figure is
 not in the text, and no code is public. What the slides fix: audio + text,
 attention-based encoders, a cross-modality attention block, a representation
 subspace mapping loss L_sp, a unimodal auxiliary loss L_ua, 4-class IEMOCAP

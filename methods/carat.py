@@ -5,7 +5,7 @@ Reconstruction and Aggregation for Multi-Modal Multi-Label Emotion Recognition",
 AAAI 2024 (arXiv 2312.10201). Authors' code: https://github.com/chengzju/CARAT
 (read for facts only; nothing here is copied from it). The paper's text was not
 at hand, so the pieces are named after its components rather than its equation
-numbers; the facts come from METHODS.md and the authors' code and scripts.
+numbers; the facts come from the authors' code and training scripts.
 
 What each piece implements:
 

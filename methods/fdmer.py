@@ -2,7 +2,7 @@
 
 Paper: Dingkang Yang, Shuai Huang, Haopeng Kuang, Yangtao Du, Lihua Zhang,
 "Disentangled Representation Learning for Multimodal Emotion Recognition",
-ACM Multimedia 2022 (shared/papers/fdmer-paper.md). No public code: everything
+ACM Multimedia 2022 (doi:10.1145/3503161.3547754). No public code: everything
 here is built from the paper; what it leaves open is listed below.
 
 What each part implements ("Eq." = the paper's equations, "§" its sections):
@@ -37,7 +37,7 @@ What each part implements ("Eq." = the paper's equations, "§" its sections):
   L_task (§3.5): cross-entropy for classification (one logit with BCE for a
   binary task, softmax cross-entropy for a multi-class one), the **MSE** for
   regression (the shared ``task_loss`` would use L1), and a sigmoid head with
-  BCE for multi-label emotions (METHODS.md; the paper has no multi-label task).
+  BCE for multi-label emotions (our choice: the paper has no multi-label task).
 
 Choices the paper leaves open (each one named; the config key in brackets):
 

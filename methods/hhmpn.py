@@ -46,7 +46,7 @@ Choices the paper leaves open (or where we depart from the authors' code), named
    fusion angles are alike, so this is a renaming of their parameters, not
    another model: the importer (:mod:`mmerbench.importers.hhmpn`) maps each
    authors' module to the one ours uses in its place.
-4. **Multi-angle fusion**: METHODS.md's concat → 1024 → 512 MLP (the layers
+4. **Multi-angle fusion**: a concat (3·512 = 1536) → 1024 → 512 MLP (the layers
    the authors' decoder defines as ``proj1``/``proj2``), with ReLU and the
    model dropout between. The authors' active code path instead weighs the
    three angles by a learned score (``angleFus``): ``fusion: angle``. Its
@@ -289,7 +289,7 @@ class LabelDecoderLayer(nn.Module):
 class MultiAngleFusion(nn.Module):
     """Fuse the per-modality label states [B, C, d] × m → [B, C, d].
 
-    ``concat``: concat (m·d) → 2d → ReLU → dropout → d (METHODS.md: 1536 → 1024 → 512).
+    ``concat``: concat (m·d) → 2d → ReLU → dropout → d (the authors' ``proj1``/``proj2``: 1536 → 1024 → 512).
     ``angle``: the authors' active code path: a Linear(d, d) per angle, a score
     d → 32 → 1 per angle, softmax over angles (``softmax_over="labels"``: over
     the labels, what the authors' code computes), weighted sum, Linear(d, d).

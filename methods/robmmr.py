@@ -2,9 +2,9 @@
 
 Paper: Ge et al., "Learning Robust Multi-Modal Representation for Multi-Label
 Emotion Recognition via Adversarial Masking and Perturbation", WWW 2023; only
-the poster is at hand (shared/papers/robmmr-poster.txt), so the facts come from
-it and from METHODS.md, and every detail they leave open is designed here and
-named below. Nothing is copied from any public code.
+the poster is at hand, so the facts come from it and from the authors'
+published settings (ShipingGe/MMER), and every detail they leave open is
+designed here and named below. Nothing is copied from any public code.
 
 What each piece implements (poster numbering):
 

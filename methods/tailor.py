@@ -2,7 +2,7 @@
 
 Paper: Yi Zhang, Mingyuan Chen, Jundong Shen, Chongjun Wang, "Tailor Versatile
 Multi-Modal Learning for Multi-Label Emotion Recognition", AAAI 2022
-(shared/papers/tailor-paper.md). Authors' code: https://github.com/kniter1/TAILOR
+(AAAI-22, Vol. 36). Authors' code: https://github.com/kniter1/TAILOR
 (read for facts only; nothing here is copied from it).
 
 What each class implements ("§" = a section of the paper's Methodology):
@@ -13,7 +13,7 @@ What each class implements ("§" = a section of the paper's Methodology):
   encoder (GELU, FFN size 256); text 6, vision 4, audio 4 layers.
 * :class:`CTCAligner` — the alignment module for unaligned input (§ Experimental
   Results: "we include CTC (Graves et al. 2006) to be suitable for the unaligned
-  setting"; METHODS.md: a 2-layer LSTM mapping 500-step audio/vision to 50 steps).
+  setting"; the authors' code: a 2-layer LSTM mapping 500-step audio/vision to 50 steps).
 * :class:`AdversarialRefinement` — § Adversarial Multi-modal Refinement: the
   shared common generator G (Eq. 1), the private extractors f_v, f_a, f_t
   (Eq. 1), the modality discriminator D (Eq. 2) fed the common features through
@@ -54,8 +54,8 @@ Choices the paper leaves open (each one named; the config key in brackets):
    and the source modality has any real step. The audio and vision CTC losses
    are summed and weighted by `ctc_weight` (0.5, the authors' code). The
    alignment is not optional: C = C^v + C^a + C^t needs equal lengths.
-3. Common generator / private extractors / discriminator sizes (METHODS.md, the
-   authors' code): G = Linear(d,d) → dropout 0.3 → tanh; f_m = Linear(d,d) →
+3. Common generator / private extractors / discriminator sizes (the authors'
+   code): G = Linear(d,d) → dropout 0.3 → tanh; f_m = Linear(d,d) →
    dropout 0.1 → tanh; D = Linear(d, d/2) → dropout 0.1 → ReLU → Linear(d/2, 3)
    [`discriminator_hidden`: 128; 0 gives Eq. 2's single linear map, without its
    per-position bias]. Modality classes v=0, a=1, t=2 (Eq. 3). GRL coefficient 1

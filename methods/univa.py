@@ -2,9 +2,8 @@
 
 Paper: Wenjie Zheng, Jianfei Yu, Rui Xia, "A Unimodal Valence-Arousal Driven
 Contrastive Learning Framework for Multimodal Multi-Label Emotion
-Recognition", ACM MM 2024 (shared/papers/univa-slides.md: the oral's
-slides; the paper's equations are not numbered there, so they are cited by
-the slides' module names). Authors' code: https://github.com/NUSTM/UniVA (read
+Recognition", ACM MM 2024 (read from the oral's slides, whose equations are
+not numbered, so they are cited by the slides' module names). Authors' code: https://github.com/NUSTM/UniVA (read
 for facts only; nothing here is copied from it).
 
 What each part implements:
@@ -55,7 +54,7 @@ Choices the paper leaves open (each one named; the config key in brackets):
 4. **Text encoder**: the GloVe path (a Transformer over the given features) for
    every dataset; UniVA-RoBERTa fine-tunes a language model on raw text,
    which feature files cannot support.
-5. **KL target**: y/|y| (METHODS.md: the normalised multi-hot); a sample with
+5. **KL target**: y/|y| (the normalised multi-hot); a sample with
    no label gets the uniform distribution (y/|y| is 0/0 there; uniform is
    what the authors' target gives such a sample, and its 1/C lies below 0.18:
    "no emotion" under their rule). The authors' code uses softmax(y)
@@ -156,7 +155,8 @@ from mmerbench.registry import register
 
 log = logging.getLogger(__name__)
 
-#: NRC-VAD (valence, arousal) of the emotion labels (METHODS.md; Mohammad 2018).
+#: NRC-VAD (valence, arousal) of the emotion labels (Mohammad, "Obtaining Reliable Human Ratings of Valence, Arousal, and Dominance
+#: for 20,000 English Words", ACL 2018; the values UniVA uses).
 NRC_VAD: dict[str, tuple[float, float]] = {
     "happy": (1.000, 0.735),
     "sad": (0.225, 0.333),

@@ -111,6 +111,12 @@ def test_leaderboard_page_in_chromium(browser, tmp_path):
                for i in imgs)
     assert _console_errors(browser) == []
 
+    # a laptop's width: the page itself never scrolls sideways, and the first column stays in view
+    browser.set_window_size(1366, 900)
+    assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth;")
+    assert browser.execute_script("return getComputedStyle(arguments[0].querySelector('td.first')).position;",
+                                  first) == "sticky"
+
     shot = (_shots() or tmp_path) / "leaderboard.png"
     shot.parent.mkdir(parents=True, exist_ok=True)
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000

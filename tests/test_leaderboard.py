@@ -246,3 +246,55 @@ def test_cli_writes_all_three_formats(store, tmp_path):
                                    "--metric", "micro_f1,acc"])
     assert res.exit_code == 0 and res.output.startswith("# mmerbench leaderboard")
     assert "Micro-F1 ↑" in res.output and "HL ↓" not in res.output
+
+
+def test_one_rule_for_every_row_is_a_footnote_not_a_column(store):
+    doc = build(LeaderboardRequest(runs_dir=store, data="synthetic", plots=False))
+    (t,) = [t for t in doc.tables if t.meta["dataset"] == "synth-mosei-aligned"]
+    assert "decision" not in [c.key for c in t.columns]
+    assert "Decision rule of every row (stored with each run, metrics.json): sigmoid > 0.5." in t.footnotes
+    # rows that differ keep the column (tailor 0.35, the rest 0.5)
+    real = _table(build(LeaderboardRequest(runs_dir=store, plots=False)), "mosei-aligned")
+    assert "decision" in [c.key for c in real.columns]
+    assert not any(n.startswith("Decision rule of every row") for n in real.footnotes)
+
+
+def test_html_fits_a_laptop_sticky_first_column_and_compact_efficiency_columns(store):
+    fake_profile(store, "mosei-aligned", "br", "aaaaaaaaaa", {"params": 2_000, "latency_ms_p50": 0.5,
+                                                             "train_samples_per_s": 9000.0})
+    doc = build(LeaderboardRequest(runs_dir=store, plots=False))
+    t = _table(doc, "mosei-aligned")
+    compact = {c.key: c.header for c in t.columns if c.compact}
+    assert compact == {"params": "params", "train_samples_per_s:cpu-fp32": "train/s [cpu fp32]",
+                       "latency_ms_p50:cpu-fp32": "p50 ms [cpu fp32]"}
+    assert all(len(h) <= 18 for h in compact.values())
+    html = render.to_html(doc)
+
+    class Classes(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.rows, self.wrapped = [], 0
+            self._in_scroll = False
+
+        def handle_starttag(self, tag, attrs):
+            cls = dict(attrs).get("class") or ""
+            if tag == "div" and "scroll" in cls.split():
+                self._in_scroll = True
+            if tag == "table" and self._in_scroll:
+                self.wrapped += 1
+            if tag == "tr":
+                self.rows.append([])
+            if tag in ("td", "th") and self.rows:
+                self.rows[-1].append(set(cls.split()))
+
+        def handle_endtag(self, tag):
+            if tag == "div":
+                self._in_scroll = False
+
+    p = Classes()
+    p.feed(html)
+    assert p.wrapped == html.count("<table")  # every table scrolls in its own box, not the page
+    data_rows = [r for r in p.rows if len(r) == len(t.columns)]
+    assert data_rows and all("first" in r[0] and not any("first" in c for c in r[1:]) for r in data_rows)
+    assert all(sum("compact" in c for c in r) == len(compact) for r in data_rows)
+    assert "position: sticky; left: 0" in html

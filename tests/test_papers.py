@@ -433,3 +433,76 @@ def test_table_cli_writes_all_formats(tmp_path):
     assert ids == ["tailor-t3", "univa-t3"]
     res = CliRunner().invoke(cli, ["table", "nope"])
     assert res.exit_code != 0 and "Unknown table 'nope'" in str(res.exception)
+
+
+def test_not_run_cell_names_the_config_that_did_run_and_what_differs(tmp_path):
+    """The README's TAILOR twin run with the default 0.5 rule fills no tailor-t3 cell (the rows map to the
+    paper's 0.35): the cell says another config ran, and the footnote names the setting that differs."""
+    from mmerbench.runner import RunRequest, prepare
+
+    runs = tmp_path / "runs"
+    table = papers.TableRequest(ids=("tailor-t3",), data="synthetic", preset="small", runs_dir=runs)
+    row_of = lambda t: next(r for r in t.rows if r.meta["name"] == "(12) TAILOR")  # noqa: E731
+    alone = papers.build(table).tables[0]
+    assert row_of(alone).cells[2].display.endswith("· not run") and "elsewhere" not in row_of(alone).cells[2].extra
+
+    prep = prepare(RunRequest(method="tailor", dataset="synth-mosei-aligned", preset="small"))
+    folder = results.run_dir(runs, "synth-mosei-aligned", "tailor", prep.config_hash, 1)
+    results.write_yaml(folder / "config.yaml", {**prep.config, "preset": "small"})
+    results.write_json(folder / "metrics.json", {"valid": {"micro_f1": 0.6}, "test": {"micro_f1": 0.6},
+                                                 "decision": {}})
+    t = papers.build(table).tables[0]
+    cell = row_of(t).cells[2]
+    assert cell.extra["status"] == "not_run" and cell.display.endswith("· not run (other config ran)")
+    assert cell.extra["elsewhere"] == (f"runs exist under config {prep.config_hash} (preset small), which "
+                                       "differs in: threshold 0.5 (wanted 0.35)")
+    assert any(n.startswith("(12) TAILOR: not run as mapped") and "threshold 0.5 (wanted 0.35)" in n
+               for n in t.footnotes)
+    # an ablation row differs in two settings from that run; the nearest config is still the one named
+    ablation = next(r for r in t.rows if r.meta["name"] == "(6) ψ = [v, t, a, c]").cells[2].extra["elsewhere"]
+    assert "fusion_order vatc (wanted vtac), threshold 0.5 (wanted 0.35)" in ablation
+    # the run the README's corrected command makes fills the cell
+    prep = prepare(RunRequest(method="tailor", dataset="synth-mosei-aligned", preset="small",
+                              overrides=("threshold=0.35",)))
+    results.write_json(results.run_dir(runs, "synth-mosei-aligned", "tailor", prep.config_hash, 1) / "metrics.json",
+                       {"valid": {}, "test": {"micro_f1": 0.6}, "decision": {}})
+    assert row_of(papers.build(table).tables[0]).cells[2].extra["status"] == "ran"
+
+
+def test_config_differences_are_listed_key_by_key():
+    from mmerbench.report.config_diff import differences
+
+    a = {"params": {"lr": 1e-4, "threshold": 0.5, "modalities": ["text", "audio"]}, "data": {"scale": 0.2}}
+    b = {"params": {"lr": 1e-4, "threshold": 0.35, "modalities": ["text"], "extra": True}, "data": {"scale": 1.0}}
+    assert differences(a, b) == ["data.scale 0.2 (wanted 1.0)", "extra unset (wanted true)",
+                                 "modalities [text, audio] (wanted [text])", "threshold 0.5 (wanted 0.35)"]
+    assert differences(a, a) == []
+
+
+def test_readme_tailor_commands_fill_a_paper_table_cell():
+    """Every `mmerbench run --method tailor` line of the README runs a config that `mmerbench table` shows."""
+    import re
+    import shlex
+
+    from mmerbench.runner import RunRequest, prepare
+
+    def chash(method, dataset, preset, sets):
+        return prepare(RunRequest(method=method, dataset=dataset, preset=preset, overrides=tuple(sets))).config_hash
+
+    shown = set()
+    for data in ("real", "synthetic"):
+        for pt in papers.load_papers():
+            for _, _, target in pt.targets():
+                spec = papers._spec_for(target, papers.TableRequest(data=data, preset="small" if data == "synthetic"
+                                                                   else None))
+                if isinstance(spec, RunSpec) and spec.method == "tailor":
+                    shown.add(chash(spec.method, spec.dataset, spec.preset, spec.overrides()))
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    lines = [ln.split("#")[0] for ln in readme.splitlines() if ln.startswith("mmerbench run --method tailor")]
+    assert len(lines) >= 3
+    for line in lines:
+        argv = shlex.split(line)
+        opt = lambda name: argv[argv.index(name) + 1] if name in argv else None  # noqa: E731
+        sets = argv[argv.index("--set") + 1:] if "--set" in argv else []
+        sets = [s for s in sets if re.match(r"^\w+=", s)]
+        assert chash("tailor", opt("--dataset"), opt("--preset"), sets) in shown, line

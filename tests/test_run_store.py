@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -169,3 +170,22 @@ def test_leaderboard_skips_a_run_whose_metrics_hold_a_null_or_a_string(twin_data
     assert str(good) not in out.output
     frame = results.collect(runs)
     assert set(frame["seed"]) == {1}
+
+
+def _readme_run_files() -> dict[str, str]:
+    """The run-store listing of the README: file name → its description."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = text.split("runs/<dataset>/<method>/<config-hash>/seed-<n>/\n", 1)[1].split("```", 1)[0]
+    return dict(line.strip().split(None, 1) for line in block.splitlines() if line.strip())
+
+
+def test_readme_lists_the_files_a_finished_run_holds(twin_data_dir, tmp_path):
+    listed = _readme_run_files()
+    assert {"model.pt", "metrics.json", "checkpoint.pt"} <= set(listed)
+    runs = tmp_path / "runs"
+    (neural,) = run(_req(twin_data_dir, runs))
+    baseline = _finished(twin_data_dir, runs, 3)
+    # a finished neural run: everything but the checkpoint (removed once finished)
+    assert {p.name for p in neural.folder.iterdir()} == set(listed) - {CHECKPOINT}
+    # a baseline: everything the README does not mark as the neural methods' alone
+    assert {p.name for p in baseline.iterdir()} == {n for n, what in listed.items() if "neural methods" not in what}

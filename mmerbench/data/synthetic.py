@@ -1,6 +1,6 @@
 """Synthetic twins: `synth-<name>` has the real set's spec and a planted signal.
 
-What is planted (DESIGN.md, "Synthetic twins"), and why. Every twin draws a
+What is planted, and why. Every twin draws a
 few hidden *factors* per sample and leaves evidence of each present factor
 in the modalities; the task's labels are a function of the factors:
 
@@ -76,7 +76,7 @@ OFFSET_STD = 0.3  # per-sample speaker offset, constant over time
 DRIFT_STD = 0.3  # per-sample linear drift from start to end of the sequence
 VA_NOISE = 0.1
 
-# NRC-VAD (valence, arousal) of the emotion names (METHODS.md, UniVA), in [0, 1].
+# NRC-VAD (valence, arousal) of the emotion names (Mohammad, ACL 2018; the values UniVA uses), in [0, 1].
 LABEL_VA = {
     "happy": (1.000, 0.735), "sad": (0.225, 0.333), "anger": (0.167, 0.865), "angry": (0.167, 0.865),
     "surprise": (0.875, 0.875), "disgust": (0.052, 0.775), "fear": (0.073, 0.840), "neutral": (0.5, 0.5),

@@ -49,6 +49,8 @@ PROFILE_COLUMNS: dict[str, tuple[str, bool]] = {
     "train_samples_per_s": ("train samples/s", True),
     "latency_ms_p50": ("latency p50 (ms, batch 1)", False),
 }
+# Their short headers: efficiency columns are compact so that a table fits a laptop screen.
+PROFILE_SHORT = {"train_samples_per_s": "train/s", "latency_ms_p50": "p50 ms"}
 
 
 @dataclass
@@ -354,11 +356,17 @@ def build_table(
     columns.append(Column("n", "n", note="seeds", emphasise=False))
     columns += [Column(f"metric:{k}", infos[k].display, higher_is_better=infos[k].higher_is_better,
                        note=f"{k} ({'higher' if infos[k].higher_is_better else 'lower'} is better)") for k in keys]
-    columns.append(Column("decision", "decision", numeric=False, note="decision rule stored in metrics.json"))
+    # One decision rule for every row: a footnote instead of a column repeating it.
+    rules = {c.decision_text() for c in configs}
+    rule_column = len(rules) > 1
+    if rule_column:
+        columns.append(Column("decision", "decision", numeric=False, note="decision rule stored in metrics.json"))
     if has_params:
-        columns.append(Column("params", "params", note="trainable parameters (profile)", emphasise=False))
-    columns += [Column(f"{k}:{dev}-{dtype}", f"{PROFILE_COLUMNS[k][0]} [{dev} {dtype}]",
-                       higher_is_better=PROFILE_COLUMNS[k][1], emphasise=False) for (dev, dtype), k in speed_cols]
+        columns.append(Column("params", "params", note="trainable parameters (profile)", emphasise=False,
+                              compact=True))
+    columns += [Column(f"{k}:{dev}-{dtype}", f"{PROFILE_SHORT[k]} [{dev} {dtype}]",
+                       higher_is_better=PROFILE_COLUMNS[k][1], emphasise=False, compact=True,
+                       note=f"{PROFILE_COLUMNS[k][0]} on {dev}, {dtype} (profile)") for (dev, dtype), k in speed_cols]
 
     rows = []
     for c in configs:
@@ -391,7 +399,8 @@ def build_table(
                 text += f" (n={len(vals)})"
             cells.append(Cell(value=m, display=text, higher_is_better=infos[k].higher_is_better, marker=marker,
                               note=note, extra=extra))
-        cells.append(Cell(display=c.decision_text()))
+        if rule_column:
+            cells.append(Cell(display=c.decision_text()))
         p = prof[c.config_hash]
         if has_params:
             n_params = p.params
@@ -413,7 +422,10 @@ def build_table(
         footnotes.append(f"▲ / ▼: significantly better / worse than the reference on that metric by the "
                          f"{TESTS[req.test]} ({req.test}), Holm-adjusted at α = {req.alpha:g}"
                          + (" (ASO: ε_min < τ)." if req.test == "aso" else "."))
-    footnotes.append("decision: the rule stored with each run (metrics.json), e.g. sigmoid > 0.5.")
+    if rule_column:
+        footnotes.append("decision: the rule stored with each run (metrics.json), e.g. sigmoid > 0.5.")
+    else:
+        footnotes.append(f"Decision rule of every row (stored with each run, metrics.json): {rules.pop() or '—'}.")
     if speed_cols or has_params:
         names = sorted({f"{dev} {dtype}: {name}" for pr in prof.values()
                         for (dev, dtype), name in pr.device_names.items() if name})

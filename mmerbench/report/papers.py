@@ -501,6 +501,7 @@ class Ours:
     per_seed: dict[int, dict[str, float]] = field(default_factory=dict)  # seed → test metrics
     config_hash: str = ""
     spec: RunSpec | None = None
+    elsewhere: str = ""  # not_run: the method's nearest other config with runs, and what differs
 
     def values(self, key: str) -> list[float]:
         return [m[key] for _, m in sorted(self.per_seed.items()) if key in m]
@@ -532,7 +533,11 @@ def lookup(spec: RunSpec, runs_dir: str | os.PathLike | None, *, scale: float | 
         if m is not None and isinstance(m.get("test"), dict):
             per_seed[seed] = {k: float(v) for k, v in m["test"].items() if isinstance(v, (int, float))}
     if not per_seed:
-        return Ours("not_run", f"no complete run in {folder}", config_hash=prep.config_hash, spec=spec)
+        from mmerbench.report.config_diff import other_configs
+
+        elsewhere = other_configs(folder.parent, prep.config, prep.config_hash)
+        reason = f"no complete run in {folder}" + (f"; {elsewhere}" if elsewhere else "")
+        return Ours("not_run", reason, config_hash=prep.config_hash, spec=spec, elsewhere=elsewhere)
     return Ours("ran", per_seed=per_seed, config_hash=prep.config_hash, spec=spec)
 
 
@@ -615,6 +620,8 @@ def build_table(pt: PaperTable, req: TableRequest) -> Table:
             footnotes.append(f"{r.name}: {r.note}")
         for col, key in r.keys.items():
             footnotes.append(f"{r.name}, {col}: {_ours_text(key, cols_by_id[col].unit)} for this row.")
+        for elsewhere in sorted({c.extra.get("elsewhere", "") for c in cells if c.extra} - {""}):
+            footnotes.append(f"{r.name}: not run as mapped ({' | '.join(sorted(mapping_text))}); {elsewhere}.")
         for col, why in r.ambiguous.items():
             footnotes.append(f"{r.name}, {'row name' if col == 'row' else col}: {why} (marked ?).")
         rows.append(Row(cells=cells, section=r.section, meta=meta))
@@ -684,7 +691,9 @@ def _paper_cell(published: float | None, m: PaperMetric, ours: Ours, decimals: i
         text = f"{pub_text} · n/a"
         note = "; ".join(x for x in (note, ours.reason) if x)
     elif ours.status == "not_run":
-        text = f"{pub_text} · not run"
+        text = f"{pub_text} · not run" + (" (other config ran)" if ours.elsewhere else "")
+        if ours.elsewhere:
+            extra["elsewhere"] = ours.elsewhere
         note = "; ".join(x for x in (note, ours.reason) if x)
     elif not m.key:
         text = f"{pub_text} · no metric"

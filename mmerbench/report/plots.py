@@ -37,6 +37,53 @@ def figure_to_svg(fig, title: str, kind: str) -> Figure:
     return Figure(title=title, kind=kind, mime="image/svg+xml", data=base64.b64encode(buf.getvalue()).decode("ascii"))
 
 
+def _log_ticks(ax, values: Sequence[float]) -> None:
+    """Labelled ticks on a log axis that do not collide: major ticks at 1, 2, 5 × 10^k over a span of up to
+    three decades, at 10^k beyond that; minor ticks unlabelled (matplotlib labels them when the span is under
+    a decade, which is what made neighbouring labels overlap); labels in plain numbers, slanted."""
+    import math
+
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    decades = math.log10(max(values) / min(values)) if len(values) and min(values) > 0 else 0.0
+    subs = (1.0,) if decades > 3 else (1.0, 2.0, 5.0)
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs, numticks=12))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: f"{x:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+    for label in ax.get_xticklabels():
+        label.set_horizontalalignment("right")
+
+
+def quality_vs_cost_figure(
+    labels: Sequence[str],
+    quality: Sequence[float],
+    cost: Sequence[float],
+    *,
+    quality_name: str,
+    cost_name: str,
+    higher_is_better: bool,
+    log_x: bool = True,
+):
+    """The matplotlib figure behind :func:`quality_vs_cost` (the caller closes it)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    ax.scatter(cost, quality, color="#2563eb", zorder=3)
+    for name, x, y in zip(labels, cost, quality):
+        ax.annotate(str(name), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8, parse_math=False)
+    log_x = log_x and all(c > 0 for c in cost)
+    if log_x:
+        ax.set_xscale("log")
+        _log_ticks(ax, cost)
+    arrow = "↑" if higher_is_better else "↓"
+    ax.set_xlabel(f"{cost_name} ↓ (log scale)" if log_x else f"{cost_name} ↓", parse_math=False)
+    ax.set_ylabel(f"{quality_name} {arrow}", parse_math=False)
+    ax.grid(True, alpha=0.3)
+    ax.set_title(f"{quality_name} against {cost_name}", fontsize=10, parse_math=False)
+    fig.tight_layout()
+    return fig
+
+
 def quality_vs_cost(
     labels: Sequence[str],
     quality: Sequence[float],
@@ -49,17 +96,6 @@ def quality_vs_cost(
     kind: str = "quality-vs-cost",
 ) -> Figure:
     """A scatter of one quality metric against one cost (log scale), each point named."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.0, 4.0))
-    ax.scatter(cost, quality, color="#2563eb", zorder=3)
-    for name, x, y in zip(labels, cost, quality):
-        ax.annotate(str(name), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8, parse_math=False)
-    if log_x and all(c > 0 for c in cost):
-        ax.set_xscale("log")
-    arrow = "↑" if higher_is_better else "↓"
-    ax.set_xlabel(f"{cost_name} ↓ (log scale)" if log_x else f"{cost_name} ↓", parse_math=False)
-    ax.set_ylabel(f"{quality_name} {arrow}", parse_math=False)
-    ax.grid(True, alpha=0.3)
-    title = f"{quality_name} against {cost_name}"
-    ax.set_title(title, fontsize=10, parse_math=False)
-    return figure_to_svg(fig, title, kind)
+    fig = quality_vs_cost_figure(labels, quality, cost, quality_name=quality_name, cost_name=cost_name,
+                                 higher_is_better=higher_is_better, log_x=log_x)
+    return figure_to_svg(fig, f"{quality_name} against {cost_name}", kind)

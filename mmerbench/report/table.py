@@ -33,6 +33,7 @@ class Column:
     numeric: bool = True
     note: str = ""  # shown on hover in HTML, kept in JSON
     emphasise: bool = True  # take part in best / second-best marking
+    compact: bool = False  # a narrow column (efficiency figures): small type, header may wrap
 
     @property
     def arrow(self) -> str:

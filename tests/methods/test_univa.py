@@ -37,7 +37,7 @@ from methods.helpers import assert_padding_ignored, build, count_parameters, tin
 
 ALIGNED, UNALIGNED = "synth-mosei-aligned", "synth-mosei-unaligned"
 MOSEI_LABELS = ("happy", "sad", "anger", "surprise", "disgust", "fear")
-# M3ED in CARAT's dialogue-level format (METHODS.md): capitalised labels in the file's own order,
+# M3ED in CARAT's dialogue-level format (its m3ed_data_60.pt): capitalised labels in the file's own order,
 # text 768 / audio 342 / vision 1024 over 60 steps.
 M3ED_CARAT = DatasetSpec(
     name="m3ed-carat", task="multilabel", labels=("Happy", "Neutral", "Sad", "Disgust", "Anger", "Fear", "Surprise"),

@@ -1,6 +1,6 @@
 """The canonical format: one folder per dataset that anyone can write, and that every dataset exports to.
 
-Layout (METHODS.md, "Canonical format")::
+Layout (also described for users in docs/formats.md)::
 
     <folder>/spec.yaml        the DatasetSpec, plus the format's name, version and checksums
     <folder>/train.npz        one per split (numpy's savez, read with allow_pickle=False)

@@ -1,6 +1,6 @@
 """The MMSA authors' pickles for CMU-MOSI and CMU-MOSEI sentiment: ``aligned_50.pkl`` and ``unaligned_50.pkl``.
 
-Format (METHODS.md; thuiar/MMSA): a plain pickle of ``data[split][key]`` with
+Format (the MMSA authors' release, github.com/thuiar/MMSA): a plain pickle of ``data[split][key]`` with
 splits ``train``, ``valid``, ``test`` and keys ``raw_text``, ``audio``,
 ``vision``, ``id``, ``text``, ``text_bert``, ``audio_lengths``,
 ``vision_lengths``, ``annotations``, ``regression_labels`` (CH-SIMS adds

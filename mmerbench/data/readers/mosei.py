@@ -1,6 +1,6 @@
 """CMU-MOSEI multi-label emotion: the aligned ``.pt`` release and MulT's unaligned pickle.
 
-Formats (METHODS.md, "Data formats"):
+Formats (the authors' public releases; see also docs/formats.md):
 
 * ``train_valid_test.pt`` (shared by the TAILOR, HHMPN, RobMMR and CARAT
   authors), a ``torch.save`` dict: ``settings`` (an ``argparse.Namespace``),

@@ -1,6 +1,6 @@
 """The MulT authors' pickles: IEMOCAP 4-class, CMU-MOSI and CMU-MOSEI sentiment, aligned and unaligned.
 
-Format (METHODS.md; Tsai et al., ACL 2019): ``{name}_data.pkl`` (word-aligned)
+Format (Tsai et al., ACL 2019; github.com/yaohungt/Multimodal-Transformer): ``{name}_data.pkl`` (word-aligned)
 and ``{name}_data_noalign.pkl`` (unaligned), plain pickles of
 ``data[split]['text'|'audio'|'vision'|'labels'|'id']`` with splits ``train``,
 ``valid``, ``test``. Features are ``[N, L, D]`` arrays (IEMOCAP 20 × 300/74/35,

@@ -1,6 +1,6 @@
 """NEMu (music emotions, multi-label): the ``torch.save`` file read by the RobMMR authors' ``NEMuDataset``.
 
-Format (METHODS.md; ShipingGe/MMER ``utils/data_utils.py``): per split
+Format (ShipingGe/MMER ``utils/data_utils.py``): per split
 (``train``, ``valid``, ``test``) the keys ``img`` (one picture vector per
 sample, ``[N, D]`` or ``[N, 1, D]``), ``aud``, ``com`` (listener comments),
 ``lyr`` (lyrics), each ``[N, L, D]``, and ``tgt``. The modalities are
@@ -8,8 +8,8 @@ sample, ``[N, D]`` or ``[N, 1, D]``), ``aud``, ``com`` (listener comments),
 
 ``tgt`` comes in two forms and both are read: the authors' loader takes it as
 multi-hot rows ``[N, C]`` of 0/1 (then the label names are the catalog's
-``emotion_1..C``: no name is published); METHODS.md describes token lists
-``[BOS, e1, ..., EOS]`` named by a top-level ``dict['tgt']`` (then the names
+``emotion_1..C``: no name is published); the other form is the token lists of the
+aligned MOSEI release, ``[BOS, e1, ..., EOS]`` named by a top-level ``dict['tgt']`` (then the names
 are the file's). Dims and lengths are the file's own (the training split
 fixes them; the others must agree). Masks come from the zero padding (the
 authors' loader treats every step as real, so a file without padding gives
