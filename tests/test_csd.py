@@ -80,6 +80,32 @@ def test_nonfinite_features_become_zero_and_are_counted(tmp_path):
     assert n == 2 and ft.tolist() == [[1.0, 0.0], [0.0, 2.0]]
 
 
+def test_rows_out_of_time_order_are_sorted_for_alignment_and_kept_for_labels(tmp_path):
+    # The real MOSI opinion labels hold rows out of time order; they are segments numbered by row, not an error.
+    p = sdk_file(tmp_path / "x.csd", "s", {"a": (iv([2, 3], [0, 1], [0, 0.5]), np.array([[1.0], [2.0], [3.0]]))})
+    with CsdFile(p) as f:
+        ivs, ft, _ = f.read("a")
+        assert ivs[:, 0].tolist() == [2, 0, 0] and ft[:, 0].tolist() == [1, 2, 3]
+        ivs, ft, _ = f.read("a", sort=True)
+        assert ivs.tolist() == [[0, 1], [0, 0.5], [2, 3]] and ft[:, 0].tolist() == [2, 3, 1]  # stable
+
+
+def test_real_mosi_opinion_labels_when_given():
+    """Set MMERBENCH_CSD_MOSI_LABELS to the public CMU_MOSI_Opinion_Labels.csd to check it (never committed)."""
+    import os
+
+    path = os.environ.get("MMERBENCH_CSD_MOSI_LABELS")
+    if not path:
+        pytest.skip("MMERBENCH_CSD_MOSI_LABELS is not set")
+    with CsdFile(path) as f:
+        s = f.summary()
+        assert (s.name, s.dim, s.entries, s.intervals) == ("Opinion Segment Labels", 1, 93, 2199)
+        assert set(f.entries) == {v for fold in MOSI.values() for v in fold}
+        for vid in f.entries:
+            _, y, n = f.read(vid)
+            assert n == 0 and np.abs(y).max() <= 3
+
+
 def test_write_csd_reads_back(tmp_path):
     ft = np.arange(6, dtype=np.float32).reshape(3, 2)
     p = write_csd(tmp_path / "x.csd", "seq", {"v": (iv([0, 1], [1, 2], [2, 3]), ft)})
@@ -143,8 +169,6 @@ def _malformed(tmp_path, case):
         sdk_file(p, "s", {"a": (iv([0, np.nan], [1, 2]), np.ones((2, 3)))})
     elif case == "ends before it starts":
         sdk_file(p, "s", {"a": (iv([0, 1], [2, 1.5]), np.ones((2, 3)))})
-    elif case == "not in time order":
-        sdk_file(p, "s", {"a": (iv([2, 3], [0, 1]), np.ones((2, 3)))})
     elif case == "external link":
         sdk_file(tmp_path / "elsewhere.csd", "s", _good())
         sdk_file(p, "s", {})
@@ -161,7 +185,7 @@ def _malformed(tmp_path, case):
 
 MALFORMED = ["not hdf5", "empty file", "truncated", "two roots", "no data group", "no metadata group", "no features",
              "intervals not [n, 2]", "features 1-D", "row counts differ", "vlen features", "compound features",
-             "string intervals", "NaN interval", "ends before it starts", "not in time order", "external link",
+             "string intervals", "NaN interval", "ends before it starts", "external link",
              "declares more than the file"]
 
 

@@ -22,8 +22,13 @@ no code, but a file can still point elsewhere or ask for a lot of memory, so
 * arrays that declare more bytes than the file could hold (uncompressed:
   more than its size; compressed: more than deflate's 1032:1 can expand to),
   checked from the header before anything is read;
-* NaN or infinite interval bounds, an interval that ends before it starts,
-  and starts that go backwards (the SDK's ``align`` assumes time order).
+* NaN or infinite interval bounds, and an interval that ends before it starts.
+
+Rows out of time order are not an error: the real MOSI opinion labels have
+them (video ``VbQk4H8hgr0``). :meth:`CsdFile.read` sorts a feature
+sequence's rows by start time (stably, as the SDK's ``mmdataset.sort``
+does) on request, and keeps a label sequence's row order, which numbers its
+segments (the SDK's ids ``<video>[<row>]``).
 
 Non-finite feature values (COVAREP holds ``-inf``) become 0 and are counted,
 as in every other reader. :func:`write_csd` writes the same layout (tests,
@@ -174,11 +179,12 @@ class CsdFile:
                                 f"a {self.file_size:,}-byte file can hold; the file is truncated or corrupt.")
         return iv, ft
 
-    def read(self, entry: str, *, text_ok: bool = False) -> tuple[np.ndarray, np.ndarray, int]:
+    def read(self, entry: str, *, text_ok: bool = False, sort: bool = False) -> tuple[np.ndarray, np.ndarray, int]:
         """``(intervals float64 [n, 2], features [n, d], non-finite count)`` of one entry, checked.
 
         Features are float32 (non-finite set to 0), or byte strings when
-        ``text_ok`` and the sequence holds words.
+        ``text_ok`` and the sequence holds words. ``sort`` puts the rows in
+        order of start time (stable), which alignment needs.
         """
         iv_ds, ft_ds = self._datasets(entry)
         where = f"{self.path}: entry {shown(entry)}"
@@ -191,6 +197,9 @@ class CsdFile:
         except (OSError, ValueError) as e:
             raise DataError(f"{where}: could not be read, the file is truncated or corrupt ({e}).") from None
         check_intervals(iv, where)
+        if sort and iv.shape[0] > 1 and (np.diff(iv[:, 0]) < 0).any():
+            order = np.argsort(iv[:, 0], kind="stable")
+            iv, ft = iv[order], ft[order]
         count = 0
         if ft.dtype.kind != "S":
             ft, count = zero_nonfinite(np.asarray(ft, dtype=np.float32))
@@ -219,16 +228,12 @@ class CsdFile:
 
 
 def check_intervals(iv: np.ndarray, where: str) -> None:
-    """Finite bounds, end >= start, starts never going backwards."""
+    """Finite bounds, and no interval ending before it starts."""
     if not np.isfinite(iv).all():
         raise DataError(f"{where}: intervals hold NaN or infinite times.")
     if (iv[:, 1] < iv[:, 0]).any():
         i = int(np.argmax(iv[:, 1] < iv[:, 0]))
         raise DataError(f"{where}: interval {i} ends ({iv[i, 1]:g} s) before it starts ({iv[i, 0]:g} s).")
-    if iv.shape[0] > 1 and (np.diff(iv[:, 0]) < 0).any():
-        i = int(np.argmax(np.diff(iv[:, 0]) < 0)) + 1
-        raise DataError(f"{where}: intervals are not in time order (interval {i} starts at {iv[i, 0]:g} s, "
-                        f"before interval {i - 1} at {iv[i - 1, 0]:g} s).")
 
 
 def write_csd(path: str | os.PathLike, name: str, entries: dict[str, tuple[np.ndarray, np.ndarray]],

@@ -143,7 +143,7 @@ def _process_video(vid: str, seqs: dict[str, CsdFile], labels: CsdFile, job: Csd
     nonfinite = 0
     read = {}
     for m, f in seqs.items():
-        iv, ft, n = f.read(vid)
+        iv, ft, n = f.read(vid, sort=True)  # alignment walks rows in time order
         if ft.shape[1] != dims[m]:
             raise DataError(f"{f.path}: entry {shown(vid)} has {ft.shape[1]} feature columns, others {dims[m]}.")
         read[m] = (iv, ft)
