@@ -308,6 +308,10 @@ def test_import_builds_a_canonical_dataset_by_fold_with_averaged_audio(tmp_path)
 
     again = import_csd(job, tmp_path / "mosi-csd", overwrite=True, progress=False)  # resumes from the work cache
     assert again.reused == 3
+    (damaged,) = [p for p in (tmp_path / ".mosi-csd.csd-work").rglob(f"{VALID}.npz")]
+    damaged.write_bytes(b"PK\x03\x04 not a zip")
+    again = import_csd(job, tmp_path / "mosi-csd", overwrite=True, progress=False)  # a damaged entry is redone
+    assert again.reused == 2
     ds2 = read_canonical([tmp_path / "mosi-csd" / f for f in ("spec.yaml", "train.npz", "valid.npz", "test.npz")])
     np.testing.assert_array_equal(ds2["train"].inputs["audio"], tr.inputs["audio"])
 

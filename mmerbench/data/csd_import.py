@@ -234,9 +234,8 @@ def _run(job, out, work, overwrite, progress, name, folds, seqs, labels) -> Impo
     parts: dict[str, list[tuple[str, dict[str, np.ndarray]]]] = {s: [] for s in SPLITS}
     for vid in tqdm(videos, desc="aligning videos", unit="video", disable=not progress, leave=False):
         path = join(workdir, check_name(vid, where=str(labels.path), field="video id") + ".npz")
-        if path.is_file():
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
+        arrays = _cached(path, seqs)
+        if arrays is not None:
             reused += 1
         else:
             arrays, _, _ = _process_video(vid, seqs, labels, job, dims)
@@ -271,6 +270,19 @@ def _run(job, out, work, overwrite, progress, name, folds, seqs, labels) -> Impo
     ds = Dataset(spec, splits, LoadReport(source=f"import-csd of {labels.path}")).validate()
     write_canonical(ds, out, overwrite=overwrite)
     return ImportSummary(out, spec, len(videos), reused, dropped, zero_filled, nonfinite)
+
+
+def _cached(path: Path, seqs) -> dict[str, np.ndarray] | None:
+    """A video's cached arrays, or None when absent or unreadable (then it is aligned again)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception:  # noqa: BLE001  (a damaged cache entry is rebuilt, whatever numpy raises)
+        return None
+    need = {*seqs, "lengths", "labels", "segment", "dropped", "nonfinite", "zero_filled"}
+    return arrays if need <= set(arrays) else None
 
 
 def _split(items, seqs, length: int, task: str) -> Split:
