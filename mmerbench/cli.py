@@ -216,6 +216,7 @@ def data():
     Examples:
       mmerbench data verify mosi --data-dir ~/data
       mmerbench data export synth-iemocap ./iemocap-twin
+      mmerbench data inspect CMU_MOSI_Opinion_Labels.csd
     """
 
 
@@ -272,6 +273,88 @@ def data_export(name, out, data_dir, scale, data_seed, force):
 
     path = export(name, out, data_dir=data_dir, scale=scale, seed=data_seed, overwrite=force)
     click.echo(f"wrote {path} (spec.yaml, train.npz, valid.npz, test.npz)")
+
+
+@data.command("inspect")
+@click.argument("file", type=click.Path(dir_okay=False))
+def data_inspect(file):
+    """Show what a CMU-MultimodalSDK computational sequence (.csd) holds, from its headers.
+
+    Prints the sequence's name, its feature dimension, its entries (videos or
+    segments) and their intervals in total. Needs h5py (pip install "mmerbench[csd]").
+
+    \b
+    Example:
+      mmerbench data inspect CMU_MOSI_Opinion_Labels.csd
+    """
+    from mmerbench.data.csd import CsdFile
+
+    with CsdFile(file) as f:
+        s = f.summary()
+    click.echo(f"sequence: {s.name}")
+    click.echo(f"features: {'words (byte strings)' if s.text else f'{s.dim} per interval'}")
+    click.echo(f"entries: {s.entries:,}")
+    click.echo(f"intervals: {s.intervals:,}")
+    for key in ("dataset name", "computational sequence version", "dimension names"):
+        if s.metadata.get(key) not in (None, "", []):
+            click.echo(f"{key}: {str(s.metadata[key])[:200]}")
+
+
+@data.command("import-csd")
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--modality", "modalities", multiple=True, required=True, metavar="NAME=FILE.csd",
+              help="A feature sequence and the modality it becomes (repeat: text=…WordVectors.csd audio=…COVAREP.csd …).")
+@click.option("--labels", "labels", required=True, type=click.Path(dir_okay=False), help="The label sequence (.csd).")
+@click.option("--folds", required=True, metavar="cmu-mosi|cmu-mosei|FILE.json",
+              help="The SDK's standard folds (shipped), or a JSON file {train: [...], valid: [...], test: [...]} of video ids.")
+@click.option("--reference", default="text", show_default=True, help="The modality whose intervals are the words everything is averaged over.")
+@click.option("--task", type=click.Choice(["auto", "sentiment", "emotions"]), default="auto", show_default=True,
+              help="sentiment: regression on [-3, 3]; emotions: MOSEI's six emotions, present when intensity > 0; auto: emotions for 7-column labels.")
+@click.option("--length", type=int, default=50, show_default=True, help="Words per segment (pad or truncate).")
+@click.option("--keep", type=click.Choice(["last", "first"]), default="last", show_default=True, help="Which words a truncated segment keeps (last: the SDK's get_tensors).")
+@click.option("--name", default=None, help="The dataset's name (default: OUT's folder name).")
+@click.option("--work", type=click.Path(file_okay=False), default=None, help="Cache of aligned videos (default: .OUT.csd-work next to OUT); a rerun resumes from it.")
+@click.option("--force", is_flag=True, help="Replace OUT when it exists.")
+def data_import_csd(out, modalities, labels, folds, reference, task, length, keep, name, work, force):
+    """Build a canonical dataset folder OUT from CMU-MultimodalSDK .csd files.
+
+    Every feature sequence is averaged over the words of the reference
+    sequence (as the SDK's align with an averaging collapse), segments are cut
+    by the label intervals and split by the folds. Train on it with
+    `mmerbench run --dataset OUT`.
+
+    \b
+    Example:
+      mmerbench data import-csd ./mosi-csd --folds cmu-mosi \\
+        --modality text=CMU_MOSI_TimestampedWordVectors.csd \\
+        --modality audio=CMU_MOSI_COVAREP.csd --modality vision=CMU_MOSI_Visual_Facet_41.csd \\
+        --labels CMU_MOSI_Opinion_Labels.csd
+    """
+    from mmerbench.data.csd_import import CsdImport, import_csd
+
+    mods = {}
+    for item in modalities:
+        m, sep, path = item.partition("=")
+        if not sep or not m or not path:
+            raise MmerbenchError(f"--modality {item!r} is not NAME=FILE.csd.")
+        if m in mods:
+            raise MmerbenchError(f"--modality {m!r} is given twice.")
+        mods[m] = path
+    job = CsdImport(modalities=mods, labels=labels, folds=folds, reference=reference, task=task,
+                    length=length, keep=keep, name=name)
+    r = import_csd(job, out, work=work, overwrite=force)
+    click.echo(f"wrote {r.out}: {r.spec.task} ({', '.join(r.spec.labels)}), "
+               f"{', '.join(f'{m} {v.dim}x{v.length}' for m, v in r.spec.modalities.items())}, "
+               f"train/valid/test {'/'.join(str(r.spec.splits[s]) for s in ('train', 'valid', 'test'))} segments "
+               f"from {r.videos} videos ({r.reused} from the work cache)")
+    left = [f"{n:,} {what}" for what, n in r.dropped.items() if n]
+    if left:
+        click.echo("left out: " + "; ".join(left))
+    filled = [f"{m} {n:,}" for m, n in r.zero_filled.items() if n]
+    if filled:
+        click.echo("words with no overlapping feature row (zeros): " + ", ".join(filled))
+    if r.nonfinite:
+        click.echo(f"non-finite feature values set to 0: {r.nonfinite:,}")
 
 
 def _write_or_print(doc, out: str, fmt: str, stem: str) -> None:
