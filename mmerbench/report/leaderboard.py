@@ -215,6 +215,7 @@ class LeaderboardRequest:
     interval: Literal["std", "ci"] = "std"  # cells: mean ± std over seeds, or mean [two-level 1 − α interval]
     plots: bool = True
     ranks: bool = True  # average ranks, Friedman, Nemenyi CD diagram across datasets (needs mmerbench.stats)
+    robustness: bool = True  # the robustness section, where runs have `mmerbench robustness` records
 
 
 def _distinguishing(configs: list[ConfigRuns]) -> dict[str, str]:
@@ -533,6 +534,10 @@ def build(req: LeaderboardRequest) -> Document:
         sections.append(Section(title=title, tables=tables, intro=intro))
         if req.ranks and len(tables) >= 2:
             sections[-1].tables += _ranks(tables, req, synthetic)
+    if req.robustness:
+        from mmerbench.report import robustness as rob
+
+        sections += rob.sections(configs, req, {"real": (False,), "synthetic": (True,), "all": (False, True)}[req.data])
     if req.data != "all" and not any(s.tables for s in sections):
         raise MmerbenchError(f"No complete runs on {req.data} data under {req.runs_dir}"
                              + (" (twins are shown with --data synthetic or all)." if req.data == "real" else "."))

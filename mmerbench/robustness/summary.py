@@ -128,6 +128,6 @@ def summarize(frame, metric: str, reference: str | None = "br") -> "pandas.DataF
                 fl, fv = curves[key][fam]
                 if len(fl) >= 2 and np.array_equal(fl, rl):
                     sign = 1.0 if higher else -1.0  # positive = loses less than the reference
-                    table.at[i, f"effective_{fam}"] = sign * float(np.sum(fv - (rv + fv[0] - rv[0])))
+                    table.at[i, f"effective_{fam}"] = sign * float(np.sum((fv - fv[0]) - (rv - rv[0]))) + 0.0
     return table
 
