@@ -37,12 +37,10 @@ def fake_record(folder, name: str, y: np.ndarray, scores: np.ndarray) -> None:
                               "seed": 1, "test": test, "decision": SIGMOID})
 
 
-@pytest.fixture
-def store(tmp_path):
+def robustness_store(root):
     """Two methods on the MOSEI twin, 2 seeds each: 'good' barely degrades, 'weak' collapses under noise."""
     rng = np.random.default_rng(0)
     y = (rng.random((N, C)) < 0.3).astype(np.int8)
-    root = tmp_path / "runs"
     for chash, method, spread in (("a" * 10, "good", (0.05, 0.1, 0.15, 0.1, 0.3)),
                                   ("b" * 10, "weak", (0.05, 0.3, 0.6, 0.5, 0.4))):
         for seed in (1, 2):
@@ -60,6 +58,11 @@ def store(tmp_path):
                 else:
                     fake_record(folder, name, y, s)
     return root
+
+
+@pytest.fixture
+def store(tmp_path):
+    return robustness_store(tmp_path / "runs")
 
 
 def test_area_is_the_trapezoid_over_the_levels_divided_by_the_largest():

@@ -52,7 +52,7 @@ def sections(configs, req, synthetic_kinds: tuple[bool, ...]) -> list[Section]:
         if keys:
             tables.append(table(dataset, setting, synthetic, cs, sub, keys[0], task, req))
     return [Section(title="Robustness", tables=tables, intro=[
-        "Stored models scored on corrupted test splits (`mmerbench robustness`); nothing is retrained. "
+        "Stored models scored on corrupted test splits (mmerbench robustness); nothing is retrained. "
         "Synthetic twins are labelled and never mixed with real data."])] if tables else []
 
 
