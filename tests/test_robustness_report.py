@@ -115,3 +115,17 @@ def test_no_records_no_section(tmp_path):
     doc = build(LeaderboardRequest(runs_dir=root, data="synthetic"))
     assert all(s.title != "Robustness" for s in doc.sections)
     assert collect(root).empty
+
+
+@pytest.mark.parametrize("content", ['{"corruption": {"name": "../../evil", "family": "noise", "level": 1, '
+                                     '"modalities": []}, "test": {"micro_f1": 0.9}}',
+                                     '{"corruption": {"name": "evil", "family": "blur", "level": 1, '
+                                     '"modalities": []}, "test": {"micro_f1": 0.9}}',
+                                     '{"test": {"micro_f1": "high"}}', "not json", "[1, 2]"])
+def test_a_hostile_or_broken_record_is_ignored_never_a_path(store, tmp_path, content):
+    folder = next(store.glob("*/good/*/seed-1"))
+    (folder / "robustness" / "evil.json").write_text(content)
+    frame = collect(store)
+    assert "evil" not in set(frame.corruption) and "../../evil" not in set(frame.corruption)
+    doc = build(LeaderboardRequest(runs_dir=store, data="synthetic", reference="weak", metrics=("micro_f1",)))
+    assert all("evil" not in c.key for t in doc.tables for c in t.columns)

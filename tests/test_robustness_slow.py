@@ -17,7 +17,7 @@ TWIN = "synth-mosei-aligned"
 SCALE = 0.1
 
 
-@pytest.mark.parametrize("method, extra", [("br", {}), ("mlp", {"preset": "small", "epochs": 8})])
+@pytest.mark.parametrize("method, extra", [("br", {}), ("mlp", {"preset": "small", "epochs": 20})])
 def test_removing_text_hurts_more_than_removing_vision(tmp_path, method, extra):
     common = dict(method=method, dataset=TWIN, seeds=(1, 2), scale=SCALE, data_dir=str(tmp_path / "data"),
                   runs_dir=str(tmp_path / "runs"), device="cpu", **extra)

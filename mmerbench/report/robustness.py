@@ -22,7 +22,7 @@ from mmerbench.errors import MmerbenchError
 from mmerbench.report.render import Section
 from mmerbench.report.table import Cell, Column, Row, Table, fmt, mark_best, mean_std
 from mmerbench.robustness.corruptions import LEVELLED
-from mmerbench.robustness.scoring import FOLDER
+from mmerbench.robustness.scoring import record_path
 
 GROUPS = {"clean": "", "missing": "missing modality", "noise": "Gaussian noise (σ / train std)",
           "tmask": "temporal masking (fraction)", "misalign": "misalignment"}
@@ -178,9 +178,9 @@ def _predictions(c, name: str, task: str):
 
     out = []
     for seed in c.seeds:
-        base = Path(c.seed_folder(seed)) / FOLDER / name
+        base = record_path(Path(c.seed_folder(seed)), name)  # refuses a name that would leave the folder
         try:
-            rec = json.loads(base.with_suffix(".json").read_text())
+            rec = json.loads(base.read_text())
             with np.load(base.with_suffix(".npz"), allow_pickle=False) as z:
                 out.append((z["test_ids"].astype(str), z["test_true"], z["test_scores"],
                             float((rec.get("decision") or {}).get("threshold", 0.5))))

@@ -29,7 +29,7 @@ from mmerbench.data.dataset import Split
 from mmerbench.data.registry import load_dataset
 from mmerbench.errors import MmerbenchError
 from mmerbench.robustness import corruptions as corr
-from mmerbench.safepath import join
+from mmerbench.safepath import is_plain_name, join
 
 FOLDER = "robustness"
 # Clean scores recomputed from the stored model must match the stored ones this closely
@@ -75,6 +75,13 @@ def read_record(path: Path) -> dict[str, Any] | None:
     test = data.get("test") if isinstance(data, dict) else None
     if not isinstance(test, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
                                              for v in test.values()):
+        return None
+    c = data.get("corruption")
+    # The name must be the file's own (it names the predictions file beside it) and plain.
+    if not isinstance(c, dict) or c.get("name") != Path(path).stem or not is_plain_name(c.get("name")) \
+            or c.get("family") not in corr.FAMILIES or isinstance(c.get("level"), bool) \
+            or not isinstance(c.get("level"), (int, float)) or not isinstance(c.get("modalities"), list) \
+            or not all(isinstance(m, str) for m in c["modalities"]):
         return None
     return data
 
@@ -151,10 +158,21 @@ def _scorer(prep, dataset, seed: int, folder: Path, device: str) -> Callable[[Sp
     clean = score(dataset["test"])
     if stored.shape != clean.shape or not np.allclose(clean, stored, atol=REPRODUCE_ATOL, rtol=0):
         diff = float(np.max(np.abs(clean - stored))) if stored.shape == clean.shape else float("nan")
+        ran_on = _run_device(folder)
+        hint = (f"it ran on {ran_on} and this is {device}: score it with --device {ran_on}"
+                if ran_on and ran_on.split(":")[0] != device.split(":")[0] else
+                "was the data or the code changed since the run? Run it again with `mmerbench run --force`")
         raise MmerbenchError(
-            f"The model of {folder} does not reproduce its stored clean test scores (max |Δ| {diff:.3g}); "
-            f"was the data or the code changed since the run? Run it again with --force.")
+            f"The model of {folder} does not reproduce its stored clean test scores (max |Δ| {diff:.3g}); {hint}.")
     return score
+
+
+def _run_device(folder: Path) -> str | None:
+    try:
+        dev = json.loads((Path(folder) / "env.json").read_text()).get("device")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return dev if isinstance(dev, str) else None
 
 
 def _stored_test_scores(folder: Path) -> np.ndarray:
