@@ -537,7 +537,14 @@ def build(req: LeaderboardRequest) -> Document:
     if req.robustness:
         from mmerbench.report import robustness as rob
 
-        sections += rob.sections(configs, req, {"real": (False,), "synthetic": (True,), "all": (False, True)}[req.data])
+        def task_and_metric(dataset: str, available: list[str]) -> tuple[str, str | None]:
+            task = dataset_task(dataset, available)
+            keys, _ = select_metrics(task, available, list(req.metrics) or None)
+            return task, keys[0] if keys else None
+
+        rules = rob.BoardRules(is_synthetic, task_and_metric, _resolve_reference)
+        kinds = {"real": (False,), "synthetic": (True,), "all": (False, True)}[req.data]
+        sections += rob.sections(configs, req, kinds, rules)
     if req.data != "all" and not any(s.tables for s in sections):
         raise MmerbenchError(f"No complete runs on {req.data} data under {req.runs_dir}"
                              + (" (twins are shown with --data synthetic or all)." if req.data == "real" else "."))

@@ -13,8 +13,9 @@ p-values are Holm-adjusted over the table's comparisons (rows × corruptions), a
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -30,10 +31,21 @@ LEVEL_NAMES = {"noise": "noise σ (in training-split stds)", "tmask": "fraction 
 DECIMALS = 4
 
 
-def sections(configs, req, synthetic_kinds: tuple[bool, ...]) -> list[Section]:
+@dataclass
+class BoardRules:
+    """What the leaderboard decides for every table, handed in so this module never imports it:
+    which runs are synthetic, the (task, primary metric) of a dataset, and the reference row."""
+
+    is_synthetic: Callable[[str, dict], bool]
+    task_and_metric: Callable[[str, list[str]], tuple[str, str | None]]
+    resolve_reference: Callable[[str, list], Any]
+
+
+def sections(configs, req, synthetic_kinds: tuple[bool, ...], rules: BoardRules) -> list[Section]:
     """The robustness section(s) for the leaderboard document ([] when no run has a record)."""
-    from mmerbench.report.leaderboard import dataset_task, is_synthetic, select_metrics
     from mmerbench.robustness.summary import collect
+
+    is_synthetic = rules.is_synthetic
 
     frame = collect(req.runs_dir)
     if frame.empty:
@@ -47,10 +59,10 @@ def sections(configs, req, synthetic_kinds: tuple[bool, ...]) -> list[Section]:
     tables = []
     for (synthetic, dataset, setting), cs in sorted(groups.items()):
         sub = frame[(frame.dataset == dataset) & frame.config_hash.isin([c.config_hash for c in cs])]
-        task = dataset_task(dataset, list(sub.metric.unique()))
-        keys, _ = select_metrics(task, list(sub.metric.unique()), list(req.metrics) or None)
-        if keys:
-            tables.append(table(dataset, setting, synthetic, cs, sub, keys[0], task, req))
+        task, metric = rules.task_and_metric(dataset, list(sub.metric.unique()))
+        if metric:
+            reference = rules.resolve_reference(req.reference, cs) if req.reference else None
+            tables.append(table(dataset, setting, synthetic, cs, sub, metric, task, req, reference))
     return [Section(title="Robustness", tables=tables, intro=[
         "Stored models scored on corrupted test splits (mmerbench robustness); nothing is retrained. "
         "Synthetic twins are labelled and never mixed with real data."])] if tables else []
@@ -61,14 +73,13 @@ def _label(c, several: set[str]) -> str:
     return f"{name} {c.config_hash[:6]}" if c.method in several else name
 
 
-def table(dataset: str, setting: str, synthetic: bool, configs, frame, metric: str, task: str, req) -> Table:
+def table(dataset: str, setting: str, synthetic: bool, configs, frame, metric: str, task: str, req,
+          reference=None) -> Table:
     from mmerbench.metrics import metric_info
-    from mmerbench.report.leaderboard import _resolve_reference
     from mmerbench.robustness.summary import summarize
 
     info = metric_info(metric)
     higher = info.higher_is_better
-    reference = _resolve_reference(req.reference, configs) if req.reference else None
     summary = summarize(frame, metric, reference=reference.method if reference else "br")
     summary = summary.set_index("config_hash")
     names = _corruption_order(frame)
@@ -140,9 +151,9 @@ def table(dataset: str, setting: str, synthetic: bool, configs, frame, metric: s
 
 
 def _slug(s: str) -> str:
-    from mmerbench.report.leaderboard import _slug as slug
+    import re
 
-    return slug(s) if s else "default"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", s).strip("-").lower() or "default"
 
 
 def _corruption_order(frame) -> list[str]:
