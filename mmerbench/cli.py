@@ -129,6 +129,52 @@ def evaluate(method, dataset, weights, origin, seed, overrides, preset, device, 
     click.echo(run_table([run_evaluate(req)]))
 
 
+@cli.command(cls=GreedyCommand)
+@click.option("--method", "-m", required=True, help="A registered method or baseline with finished runs.")
+@click.option("--dataset", "-d", required=True, help="The dataset the runs were trained on.")
+@click.option("--seeds", multiple=True, type=int, default=(1,), show_default=True, help="The runs' seeds: --seeds 1 2 3.")
+@click.option("--corruptions", multiple=True, help="Names or families (default: all): missing, noise, tmask, misalign, or e.g. missing-text noise-0.3 tmask-0.5 misalign-vision.")
+@click.option("--epochs", type=int, default=None, help="The --epochs the runs used.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="The --set values the runs used.")
+@click.option("--preset", default=None, help="The --preset the runs used.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Data root (default $MMERBENCH_DATA, else ~/.cache/mmerbench/data).")
+@click.option("--runs-dir", type=click.Path(file_okay=False), default=None, help="Run store (default $MMERBENCH_RUNS, else ./runs).")
+@click.option("--force", is_flag=True, help="Score a corruption again even when its record exists.")
+@click.option("--scale", type=float, default=None, help="Synthetic twins: the --scale the runs used.")
+@click.option("--data-seed", type=int, default=None, help="Synthetic twins: the --data-seed the runs used.")
+def robustness(method, dataset, seeds, corruptions, epochs, overrides, preset, device, data_dir, runs_dir, force,
+               scale, data_seed):
+    """Score finished runs' stored models on the test split under missing and corrupted modalities.
+
+    \b
+    Example:
+      mmerbench robustness --method mlp --dataset synth-mosei-aligned --seeds 1 2 3 --preset small
+    """
+    from mmerbench.report.leaderboard import select_metrics
+    from mmerbench.robustness.scoring import RobustnessRequest, robustness as run_robustness
+
+    req = RobustnessRequest(method=method, dataset=dataset, seeds=tuple(dict.fromkeys(seeds)),
+                            corruptions=tuple(corruptions), epochs=epochs, overrides=tuple(overrides),
+                            preset=preset, device=device, data_dir=data_dir, runs_dir=runs_dir, force=force,
+                            scale=scale, data_seed=data_seed)
+    out = run_robustness(req)
+    if not out:
+        return
+    from mmerbench.data.registry import get_entry
+
+    metric = select_metrics(get_entry(dataset).spec.task, list(out[0].test), None)[0][0]
+    by_name: dict[str, list] = {}
+    for r in out:
+        by_name.setdefault(r.corruption, []).append(r)
+    click.echo(f"{'corruption':<24} {'seeds':>5}  {'status':<8} {metric} (test, mean over seeds)")
+    for name, rs in by_name.items():
+        vals = [r.test[metric] for r in rs if metric in r.test]
+        status = "scored" if any(r.status == "scored" for r in rs) else "skipped"
+        mean = f"{sum(vals) / len(vals):.4f}" if vals else "-"
+        click.echo(f"{name:<24} {len(rs):>5}  {status:<8} {mean}")
+
+
 @cli.command()
 @click.option("--dataset", "-d", default=None,
               help="Also count each neural method's parameters at its paper config for this dataset.")

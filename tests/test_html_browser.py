@@ -143,3 +143,29 @@ def test_paper_tables_page_in_chromium(browser, tmp_path):
     shot.parent.mkdir(parents=True, exist_ok=True)
     assert browser.save_screenshot(str(shot))
     shutil.copy(page, shot.with_suffix(".html"))
+
+
+def test_robustness_section_in_chromium(browser, tmp_path):
+    """The robustness table and its metric-vs-level curves (noise, temporal masking) in the page."""
+    from selenium.webdriver.common.by import By
+
+    from test_robustness_report import robustness_store
+
+    doc = build(LeaderboardRequest(runs_dir=robustness_store(tmp_path / "runs"), data="synthetic", reference="weak"))
+    page = render.write(doc, tmp_path / "out", "leaderboard", ["html"])[0]
+    browser.get(page.resolve().as_uri())
+    assert "Robustness" in browser.find_element(By.TAG_NAME, "body").text
+    tables = browser.find_elements(By.CSS_SELECTOR, "table.board")
+    assert len(tables) == 2  # the main table and the robustness table
+    rob = tables[1]
+    assert len(rob.find_elements(By.CSS_SELECTOR, "tbody tr.data")) == 2
+    groups = [g.text for g in rob.find_elements(By.CSS_SELECTOR, "th.group")]
+    assert any("noise" in g for g in groups) and any("missing" in g for g in groups)
+    imgs = browser.find_elements(By.CSS_SELECTOR, "figure img")
+    assert len(imgs) == 2  # the two curves
+    assert all(browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0;", i)
+               for i in imgs)
+    assert _console_errors(browser) == []
+    shot = (_shots() or tmp_path) / "robustness.png"
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    assert browser.save_screenshot(str(shot))

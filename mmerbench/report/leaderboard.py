@@ -217,6 +217,7 @@ class LeaderboardRequest:
     interval: Literal["std", "ci"] = "std"  # cells: mean ± std over seeds, or mean [two-level 1 − α interval]
     plots: bool = True
     ranks: bool = True  # average ranks, Friedman, Nemenyi CD diagram across datasets (needs mmerbench.stats)
+    robustness: bool = True  # the robustness section, where runs have `mmerbench robustness` records
 
 
 def _distinguishing(configs: list[ConfigRuns]) -> dict[str, str]:
@@ -545,6 +546,17 @@ def build(req: LeaderboardRequest) -> Document:
         sections.append(Section(title=title, tables=tables, intro=intro))
         if req.ranks and len(tables) >= 2:
             sections[-1].tables += _ranks(tables, req, synthetic)
+    if req.robustness:
+        from mmerbench.report import robustness as rob
+
+        def task_and_metric(dataset: str, available: list[str]) -> tuple[str, str | None]:
+            task = dataset_task(dataset, available)
+            keys, _ = select_metrics(task, available, list(req.metrics) or None)
+            return task, keys[0] if keys else None
+
+        rules = rob.BoardRules(is_synthetic, task_and_metric, _resolve_reference)
+        kinds = {"real": (False,), "synthetic": (True,), "all": (False, True)}[req.data]
+        sections += rob.sections(configs, req, kinds, rules)
     if req.data != "all" and not any(s.tables for s in sections):
         raise MmerbenchError(f"No complete runs on {req.data} data under {req.runs_dir}"
                              + (" (twins are shown with --data synthetic or all)." if req.data == "real" else "."))

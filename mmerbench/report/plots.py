@@ -99,3 +99,29 @@ def quality_vs_cost(
     fig = quality_vs_cost_figure(labels, quality, cost, quality_name=quality_name, cost_name=cost_name,
                                  higher_is_better=higher_is_better, log_x=log_x)
     return figure_to_svg(fig, f"{quality_name} against {cost_name}", kind)
+
+
+def metric_vs_level(
+    curves: dict[str, tuple[Sequence[float], Sequence[float]]],
+    *,
+    metric_name: str,
+    level_name: str,
+    higher_is_better: bool,
+    title: str,
+    kind: str = "metric-vs-level",
+) -> Figure:
+    """One line per method: the metric at each corruption level (level 0 = clean)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    for name, (levels, values) in curves.items():
+        ax.plot(list(levels), list(values), marker="o", label=str(name))
+    arrow = "↑" if higher_is_better else "↓"
+    ax.set_xlabel(level_name, parse_math=False)
+    ax.set_ylabel(f"{metric_name} {arrow}", parse_math=False)
+    ax.grid(True, alpha=0.3)
+    if curves:
+        legend = ax.legend(fontsize=8)
+        for text in legend.get_texts():
+            text.set_parse_math(False)  # a method name is text, never mathtext
+    ax.set_title(title, fontsize=10, parse_math=False)
+    return figure_to_svg(fig, title, kind)
