@@ -22,6 +22,14 @@ import sys
 import time
 
 
+def _budget(text: str) -> int | None:
+    """'none', '33554432' or '2**25'."""
+    if text == "none":
+        return None
+    base, _, power = text.partition("**")
+    return int(base) ** int(power) if power else int(base)
+
+
 def _child(args: argparse.Namespace) -> dict:
     import torch
 
@@ -30,7 +38,7 @@ def _child(args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
     layer = TransformerLayer(args.d_model, args.heads, 4 * args.d_model, dropout=0.1, attn_dropout=args.dropout)
     layer.train()
-    budget = None if args.budget == "none" else int(eval(args.budget, {}))  # "2**25" from the command line
+    budget = _budget(args.budget)
     set_attention_chunking(layer, budget)
     x = torch.randn(args.batch, args.length, args.d_model, requires_grad=True)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -47,9 +47,11 @@ def attention_mask(key_mask: torch.Tensor | None, q_len: int, *, causal: bool = 
 
 
 #: Score elements (B·H·Lq·Lk) above which attention that cannot use the fused kernel is computed in
-#: query blocks: 2**25 is 128 MiB in float32, against the 4.5 GB tensors of RobMMR's unaligned
-#: paper config. Per layer: ``MultiheadAttention.chunk_budget``; None turns chunking off.
-CHUNK_BUDGET = 2**25
+#: query blocks: 2**28 is 1 GiB in float32. Blocks cost time on the CPU (each is recomputed in the
+#: backward pass: about 2x one layer's attention time, benchmarks/bench_attention_memory.py), so the
+#: budget leaves the configs that fit alone and cuts the giants (RobMMR's unaligned paper config holds
+#: 4.5 GB tensors). Per layer: ``MultiheadAttention.chunk_budget``; None turns chunking off.
+CHUNK_BUDGET = 2**28
 
 
 def _attend_block(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
