@@ -1,6 +1,13 @@
 """Building blocks shared by the neural methods (attention through scaled_dot_product_attention).
 
 Masks follow the data layer: a boolean ``[B, L]`` with True for a real step.
+
+Attention runs through the fused kernel where it can. On CPU with attention dropout in training,
+torch falls back to its reference path, which holds the whole ``[B, H, Lq, Lk]`` probability tensor
+(and its dropout mask) for the backward pass: 4.5 GB per layer at MOSEI's unaligned lengths. Above
+:data:`CHUNK_BUDGET` score elements that case is computed in blocks of query rows instead, each
+block recomputed in the backward pass (:func:`chunked_attention`), so no more than one block of
+scores is alive at a time.
 """
 
 from __future__ import annotations
@@ -39,7 +46,54 @@ def attention_mask(key_mask: torch.Tensor | None, q_len: int, *, causal: bool = 
     return mask
 
 
+#: Score elements (B·H·Lq·Lk) above which attention that cannot use the fused kernel is computed in
+#: query blocks: 2**28 is 1 GiB in float32. Blocks cost time on the CPU (each is recomputed in the
+#: backward pass: about 2x one layer's attention time, benchmarks/bench_attention_memory.py), so the
+#: budget leaves the configs that fit alone and cuts the giants (RobMMR's unaligned paper config holds
+#: 4.5 GB tensors). Per layer: ``MultiheadAttention.chunk_budget``; None turns chunking off.
+CHUNK_BUDGET = 2**28
+
+
+def _attend_block(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+                  dropout_p: float, scale: float) -> torch.Tensor:
+    """softmax(q kᵀ · scale, masked) → dropout → · v for one block of query rows (SDPA's math path)."""
+    s = torch.matmul(q, k.transpose(-2, -1)) * scale
+    if mask is not None:
+        s = s.masked_fill(~mask, float("-inf"))
+    a = torch.softmax(s, dim=-1)
+    if dropout_p > 0:
+        a = F.dropout(a, dropout_p, training=True)
+    return torch.matmul(a, v)
+
+
+def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
+                      dropout_p: float = 0.0, *, rows: int) -> torch.Tensor:
+    """Attention of q [B, H, Lq, E] over k, v [B, H, Lk, E] in blocks of `rows` query rows.
+
+    The same softmax(q kᵀ/√E) v as SDPA (equal within float32 rounding without dropout). Each block
+    is activation-checkpointed when gradients are needed: its scores and probabilities are dropped
+    after the forward pass and recomputed in the backward pass, with the dropout mask replayed from
+    the saved RNG state, so a seed gives the same numbers every time. Dropout draws differ from
+    SDPA's own (another order of random numbers), as they would between two kernels.
+    """
+    lq = q.shape[-2]
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+    outs = []
+    for lo in range(0, lq, max(1, int(rows))):
+        qc = q[..., lo:lo + rows, :]
+        mc = None if mask is None else (mask[..., lo:lo + rows, :] if mask.shape[-2] > 1 else mask)
+        if grad:
+            outs.append(torch.utils.checkpoint.checkpoint(_attend_block, qc, k, v, mc, dropout_p, scale,
+                                                          use_reentrant=False))
+        else:
+            outs.append(_attend_block(qc, k, v, mc, dropout_p, scale))
+    return torch.cat(outs, dim=-2)
+
+
 class MultiheadAttention(nn.Module):
+    chunk_budget: int | None = CHUNK_BUDGET
+
     def __init__(self, d_model: int, heads: int, dropout: float = 0.0, d_kv: int | None = None) -> None:
         super().__init__()
         if d_model % heads:
@@ -59,11 +113,37 @@ class MultiheadAttention(nn.Module):
         def split(t: torch.Tensor) -> torch.Tensor:
             return t.view(b, t.shape[1], h, d // h).transpose(1, 2)
 
-        o = F.scaled_dot_product_attention(
-            split(self.q(x)), split(self.k(kv)), split(self.v(kv)),
-            attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
-        )
+        q, k, v = split(self.q(x)), split(self.k(kv)), split(self.v(kv))
+        p = self.dropout if self.training else 0.0
+        rows = self.chunk_rows(b, lq, k.shape[2], p, x.device)
+        if rows is None:
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        else:
+            o = chunked_attention(q, k, v, mask, p, rows=rows)
         return self.out(o.transpose(1, 2).reshape(b, lq, d))
+
+
+    def chunk_rows(self, b: int, lq: int, lk: int, dropout_p: float, device: torch.device) -> int | None:
+        """Query rows per block, or None for the fused kernel: chunks only where SDPA would fall back
+        to its reference path (dropout on CPU; CUDA's kernels take dropout) and B·H·Lq·Lk passes the
+        budget (a budget of 0 always chunks: the tests' way through this path)."""
+        budget = self.chunk_budget
+        if budget is None:
+            return None
+        if budget == 0:
+            return max(1, lq // 4)
+        if dropout_p <= 0 or device.type == "cuda":
+            return None
+        cells = b * self.heads * lk
+        return None if cells * lq <= budget else max(1, budget // cells)
+
+
+def set_attention_chunking(model: nn.Module, budget: int | None) -> int:
+    """Set the chunking budget (score elements; None = off) of every shared attention in `model`."""
+    mods = [m for m in model.modules() if isinstance(m, MultiheadAttention)]
+    for m in mods:
+        m.chunk_budget = budget
+    return len(mods)
 
 
 class TransformerLayer(nn.Module):

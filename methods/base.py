@@ -12,15 +12,16 @@ from __future__ import annotations
 from abc import ABCMeta, abstractmethod
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mmerbench.data.batching import Batch
+from mmerbench.data.batching import Batch, split_batch
 from mmerbench.data.dataset import Split
 from mmerbench.data.spec import DatasetSpec
+from mmerbench.errors import MmerbenchError
 
 
 @dataclass
@@ -112,12 +113,66 @@ class Method(nn.Module, metaclass=ABCMeta):  # ABCMeta: forward is abstract
                                weight_decay=float(hp.get("weight_decay", 0.0)))
         return OptimSetup(opt)
 
+    # -- gradient accumulation -------------------------------------------------------
+    @property
+    def accumulate(self) -> int:
+        """Micro-batches per optimizer step (the config's ``accumulate``; 1 = the whole batch at once)."""
+        return int(self.hparams.get("accumulate", 1) or 1)
+
+    def accumulation_refusal(self) -> str | None:
+        """Why micro-batching would change this method's objective at its config, or None where the
+        loss is a mean over samples (then Σ_micro (n_i/B)·loss_i has the full batch's gradient).
+        Methods with terms that couple the samples of a batch override this."""
+        return None
+
+    def check_accumulation(self, batch_size: int | None = None) -> None:
+        """One error sentence for an `accumulate` this method or batch size cannot take."""
+        n = self.hparams.get("accumulate", 1)
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise MmerbenchError(f"`accumulate` must be a whole number of micro-batches ≥ 1, but got {n!r}.")
+        if n > 1:
+            reason = self.accumulation_refusal()
+            if reason:
+                raise MmerbenchError(f"{self.name or type(self).__name__} cannot accumulate gradients over "
+                                     f"micro-batches at this config: {reason}. Use accumulate: 1.")
+            if batch_size is not None and n > int(batch_size):
+                raise MmerbenchError(f"`accumulate` ({n}) is larger than the batch size ({batch_size}).")
+
+    def accumulate_backward(self, batch: Batch,
+                            objective: Callable[[Batch, int], tuple[LossParts, Any]]) -> tuple[LossParts, list]:
+        """Backward of `objective` over the batch, in ``accumulate`` micro-batches.
+
+        Each micro-batch's loss is scaled by its share of the batch (n_i / B, not 1/N: the last one
+        may be smaller), so for a loss that is a mean over samples the summed gradients are the full
+        batch's. Returns the loss parts as the same weighted means (detached) and what `objective`
+        returned beside its loss for each micro-batch. One micro-batch: exactly the plain step.
+        """
+        if self.accumulate <= 1:
+            parts, keep = objective(batch, 0)
+            parts.total.backward()
+            return parts, [keep]
+        self.check_accumulation()
+        sums: dict[str, torch.Tensor] = {}
+        keeps = []
+        for i, mb in enumerate(split_batch(batch, self.accumulate)):
+            w = len(mb) / len(batch)
+            parts, keep = objective(mb, i)
+            (parts.total * w).backward()
+            for name, v in {"total": parts.total, **parts.parts}.items():
+                sums[name] = sums.get(name, 0.0) + v.detach().float() * w
+            keeps.append(keep)
+        total = sums.pop("total")
+        return LossParts(total=total, parts=sums), keeps
+
     def training_step(self, batch: Batch, optimizer: torch.optim.Optimizer, autocast=nullcontext) -> LossParts:
         optimizer.zero_grad(set_to_none=True)
-        with autocast():
-            out = self(batch)
-            parts = self.loss(batch, out)
-        parts.total.backward()
+
+        def objective(mb: Batch, _i: int) -> tuple[LossParts, None]:
+            with autocast():
+                out = self(mb)
+                return self.loss(mb, out), None
+
+        parts, _ = self.accumulate_backward(batch, objective)
         clip = self.hparams.get("grad_clip")
         if clip:
             torch.nn.utils.clip_grad_norm_(self.parameters(), float(clip))

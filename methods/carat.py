@@ -412,6 +412,11 @@ class Carat(Method):
                 total = total + w[name] * value
         return LossParts(total=total, parts=parts)
 
+    def accumulation_refusal(self) -> str | None:
+        return ("its objective couples the samples of a batch (the supervised contrastive term compares "
+                "every latent with the batch's others and the queue, the shuffled aggregation permutes "
+                "labels within the batch) and the queue and prototypes move once per batch")
+
     # -- training: the state updates after the step ------------------------------------------------
     def training_step(self, batch: Batch, optimizer: torch.optim.Optimizer, autocast=nullcontext) -> LossParts:
         optimizer.zero_grad(set_to_none=True)

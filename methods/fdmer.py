@@ -451,6 +451,12 @@ class FDMER(Method):
         with torch.autocast(device_type=out.scores.device.type, enabled=False):  # float32 objective
             return self._loss(batch, out)
 
+    def accumulation_refusal(self) -> str | None:
+        if self.use_consistency or self.use_disparity:
+            return ("the consistency (Eqs. 4–5, batch similarity matrices) and disparity (Eq. 7, HSIC) "
+                    "constraints compare the samples of a batch with each other")
+        return None
+
     def _task(self, batch: Batch, out: Output) -> torch.Tensor:
         if self.spec.task == "regression":  # §3.5: mean squared error
             return F.mse_loss(out.scores.float().reshape(-1), batch.labels.float())

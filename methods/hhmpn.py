@@ -106,8 +106,10 @@ Choices the paper leaves open (or where we depart from the authors' code), named
    the nine decoder layers hold 28,403,712 (18,938,880 with
    ``label_attention: false``).
 10. **Model selection**: best validation micro-F1 (the paper: "the best F1
-    score on the validation set"). Adam (0.9, 0.98), lr 1e-5, batch 64 (the
-    authors accumulate 8 × 8), no clipping, no schedule, 50 epochs.
+    score on the validation set"). Adam (0.9, 0.98), lr 1e-5, batch 64 stepped
+    as the authors do, 8 accumulated micro-batches of 8 (``accumulate: 8``; the
+    same gradient as one batch of 64 without dropout), no clipping, no
+    schedule, 50 epochs.
 11. **A single modality** (``modalities: [text]``): with no other modality to
     attend to, its "cross-modal" transformer attends to the modality itself
     and the memory is d wide.

@@ -537,6 +537,13 @@ class MISA(Method):
         with torch.autocast(device_type=out.scores.device.type, enabled=False):  # float32 objective
             return self._loss(batch, out)
 
+    def accumulation_refusal(self) -> str | None:
+        if self.weights["difference"] or (self.weights["similarity"] and self.similarity == "cmd"
+                                          and len(self.modalities) > 1):
+            return ("the difference loss centres the features over the batch and CMD matches the batch's "
+                    "moments, so both couple the samples of a batch")
+        return None
+
     def aux_active(self) -> bool:
         """Whether the auxiliary losses are optimised: not in training during the ``aux_warmup`` epochs;
         validation always scores the full objective (so ``eval_loss: total`` compares like with like)."""
@@ -604,10 +611,13 @@ class MISA(Method):
             with torch.no_grad(), autocast():
                 return self.loss(batch, self(batch))
         optimizer.zero_grad(set_to_none=True)
-        with autocast():
-            out = self(batch)
-            parts = self.loss(batch, out)
-        parts.total.backward()
+
+        def objective(mb: Batch, _i: int) -> tuple[LossParts, None]:
+            with autocast():
+                out = self(mb)
+                return self.loss(mb, out), None
+
+        parts, _ = self.accumulate_backward(batch, objective)
         clip = self.hparams.get("grad_clip")
         if clip:
             params = [p for p in self.parameters() if p.requires_grad]

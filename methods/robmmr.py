@@ -541,26 +541,34 @@ class RobMMR(Method):
             return [(x.float() * scale).to(x.dtype) for x in g]
 
     def training_step(self, batch: Batch, optimizer: torch.optim.Optimizer, autocast=nullcontext) -> LossParts:
+        # With `accumulate`, both passes run over the same micro-batches: the first accumulates the full
+        # batch's gradient, which APP's adversarial δ needs, before any parameter moves.
         optimizer.zero_grad(set_to_none=True)
-        with autocast():
-            out = self(batch)
-            parts = self.loss(batch, out)
-        parts.total.backward()
+
+        def clean_pass(mb: Batch, _i: int) -> tuple[LossParts, torch.Tensor]:
+            with autocast():
+                out = self(mb)
+                return self.loss(mb, out), out.scores.detach()
+
+        parts, cleans = self.accumulate_backward(batch, clean_pass)
         total = parts.total.detach()
         if self.app != "none" and self.app_weight > 0:
             params = self._app_parameters()
             delta = self.perturbation_for(params)
             saved = [p.detach().clone() for p in params]
-            clean = out.scores.detach()
+
+            def perturbed_pass(mb: Batch, i: int) -> tuple[LossParts, None]:
+                with autocast():
+                    e, masks = self._embed(mb)
+                    perturbed, _ = self._encode(e, masks)
+                    kl = bernoulli_kl(perturbed, cleans[i])
+                return LossParts(total=self.app_weight * kl, parts={"app_kl": kl}), None
+
             try:
                 with torch.no_grad():
                     for p, d in zip(params, delta):
                         p.add_(d)
-                with autocast():
-                    e, masks = self._embed(batch)
-                    perturbed, _ = self._encode(e, masks)
-                    kl = bernoulli_kl(perturbed, clean)
-                (self.app_weight * kl).backward()
+                kl = self.accumulate_backward(batch, perturbed_pass)[0].parts["app_kl"]
             finally:  # θ back, bit for bit, whatever happened
                 with torch.no_grad():
                     for p, s in zip(params, saved):

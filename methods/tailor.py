@@ -532,6 +532,12 @@ class Tailor(Method):
             total = total + self.ctc_weight * ctc
         return LossParts(total=total, parts=parts)
 
+    def accumulation_refusal(self) -> str | None:
+        if "adv" in self.losses:
+            return ("the adversarial modality cross-entropy (Eqs. 4–5) is a mean over the real time steps of "
+                    "the whole batch, not over samples, so micro-batches would weigh steps differently")
+        return None
+
     @staticmethod
     def _modality_ce(logits: torch.Tensor, mask: torch.Tensor, modality: str) -> torch.Tensor:
         """Eqs. 4–5 for one modality: cross-entropy against O^m, averaged over real steps."""

@@ -518,6 +518,12 @@ class UniVA(Method):
             total = (1.0 - self.alpha) * main + self.alpha * cl
         return LossParts(total=total, parts=parts)
 
+    def accumulation_refusal(self) -> str | None:
+        if self.contrastive:
+            return ("the VA-driven contrastive term draws its positives and negatives from the whole batch "
+                    "(set va_contrastive=false for a loss that is a mean over samples)")
+        return None
+
     # -- optimisation ------------------------------------------------------------------------------
     def configure_optimizer(self, steps_per_epoch: int, epochs: int) -> OptimSetup:
         hp = self.hparams

@@ -78,7 +78,10 @@ def cli() -> None:
 @click.option("--scale", type=float, default=None, help="Synthetic twins: fraction of the real split sizes (default 0.2; 1 = full size).")
 @click.option("--data-seed", type=int, default=None, help="Synthetic twins: the seed the data is generated from (default 0).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def run(method, dataset, seeds, epochs, overrides, preset, device, data_dir, runs_dir, force, scale, data_seed, quiet):
+@click.option("--max-memory", default=None, metavar="SIZE",
+              help="Fit training into SIZE (e.g. 20GB): turn on checkpoint_layers, then exact gradient accumulation, as needed.")
+def run(method, dataset, seeds, epochs, overrides, preset, device, data_dir, runs_dir, force, scale, data_seed, quiet,
+        max_memory):
     """Train and score METHOD on DATASET, one run per seed, into the run store.
 
     \b
@@ -91,7 +94,7 @@ def run(method, dataset, seeds, epochs, overrides, preset, device, data_dir, run
     req = RunRequest(
         method=method, dataset=dataset, seeds=tuple(dict.fromkeys(seeds)), epochs=epochs,
         overrides=tuple(overrides), preset=preset, device=device, data_dir=data_dir, runs_dir=runs_dir,
-        force=force, scale=scale, data_seed=data_seed, progress=not quiet,
+        force=force, scale=scale, data_seed=data_seed, progress=not quiet, max_memory=max_memory,
     )
     out = run_all(req)
     click.echo(run_table(out))

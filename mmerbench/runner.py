@@ -70,6 +70,7 @@ class RunRequest:
     scale: float | None = None  # synthetic twins only
     data_seed: int | None = None  # synthetic twins only
     progress: bool = True
+    max_memory: str | None = None  # e.g. "20GB": pick checkpointing and accumulation to fit (mmerbench.memory)
 
 
 @dataclass
@@ -91,6 +92,7 @@ class Prepared:
     config: dict[str, Any]
     config_hash: str
     folders: dict[int, Path] = field(default_factory=dict)
+    memory_plan: dict[str, Any] | None = None  # what --max-memory picked, and its estimate
 
 
 # ---------------------------------------------------------------------------- set-up
@@ -172,10 +174,25 @@ def prepare(req: RunRequest) -> Prepared:
                 f"Unknown modalities {unknown} for {req.dataset!r}: it has {', '.join(spec.modalities)}."
             )
         params["modalities"] = [m for m in spec.modalities if m in mods]  # canonical order for the hash
+    if cls.kind == "torch" and (type(params.get("accumulate", 1)) is not int or params.get("accumulate", 1) != 1):
+        _check_accumulation(cls, spec, params)
     chash = configlib.config_hash(cfg)
     root = paths.runs_root(req.runs_dir)
     folders = {s: results.run_dir(root, entry.name, req.method, chash, s) for s in req.seeds}
     return Prepared(req, cls, spec, cfg, chash, folders)
+
+
+def _check_accumulation(cls, spec: DatasetSpec, params: dict[str, Any]) -> None:
+    """Refuse an `accumulate` the method cannot take before any folder exists (the model is built on
+    the meta device: its structure and settings, no memory)."""
+    import torch
+
+    n = params.get("accumulate")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise MmerbenchError(f"`accumulate` must be a whole number of micro-batches ≥ 1, but got {n!r}.")
+    with torch.device("meta"):
+        model = cls(spec, **params)
+    model.check_accumulation(params.get("batch_size"))
 
 
 def parameter_count(method: str, dataset: str, preset: str | None = None) -> int | None:
@@ -255,6 +272,8 @@ def _run(req: RunRequest, on_epoch_end: Callable[[int, dict], None] | None) -> l
     preflight.check_config(prep)  # before any data is read or generated, and before any folder exists
     preflight.check_store(paths.runs_root(req.runs_dir))
     dataset: Dataset | None = None
+    if req.max_memory is not None:
+        prep, dataset = _fit_memory(prep, device)
     # Data first, before any seed folder or lock exists: a dataset that fails to load leaves the
     # run store as it was.
     if req.force or any(results.read_metrics(f) is None for f in prep.folders.values()):
@@ -272,6 +291,21 @@ def _run(req: RunRequest, on_epoch_end: Callable[[int, dict], None] | None) -> l
                 dataset = load_dataset(req.dataset, data_dir=req.data_dir, scale=req.scale, seed=req.data_seed)
             out.append(run_seed(prep, dataset, seed, device, on_epoch_end=on_epoch_end))
     return out
+
+
+def _fit_memory(prep: Prepared, device: str) -> tuple[Prepared, Dataset]:
+    """Re-prepare the request with the settings :func:`mmerbench.memory.plan` picks for its budget."""
+    from dataclasses import replace
+
+    from mmerbench import memory
+
+    req = prep.request
+    budget = memory.parse_size(req.max_memory)
+    dataset = load_dataset(req.dataset, data_dir=req.data_dir, scale=req.scale, seed=req.data_seed)
+    chosen = memory.plan(prep, dataset, device, budget)
+    fitted = prepare(replace(req, overrides=(*req.overrides, *chosen.overrides(prep.config["params"]))))
+    fitted.memory_plan = chosen.record()
+    return fitted, dataset
 
 
 @contextmanager
@@ -293,7 +327,10 @@ def _start_folder(prep: Prepared, folder: Path, seed: int, device: str, force: b
     if force:
         for name in (results.METRICS_FILE, CHECKPOINT, MODEL, "predictions.npz", "history.json"):
             (folder / name).unlink(missing_ok=True)
-    results.write_yaml(folder / "config.yaml", {**prep.config, "seed": seed, "config_hash": prep.config_hash})
+    record = {**prep.config, "seed": seed, "config_hash": prep.config_hash}
+    if prep.memory_plan is not None:  # beside the config, not in its hash: the picks are in `params`
+        record["memory_plan"] = prep.memory_plan
+    results.write_yaml(folder / "config.yaml", record)
     results.write_json(folder / "env.json", environment(device))
 
 
@@ -480,6 +517,7 @@ def build_model(prep: Prepared, spec: DatasetSpec):
 
     p = prep.config["params"]
     model = prep.cls(spec, **p)
+    model.check_accumulation(p.get("batch_size"))
     set_layer_checkpointing(model, bool(p.get("checkpoint_layers", False)))
     return model
 

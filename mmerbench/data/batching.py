@@ -24,6 +24,23 @@ class Batch:
         return int(self.labels.shape[0])
 
 
+def split_batch(batch: Batch, parts: int) -> list[Batch]:
+    """The batch cut into `parts` contiguous micro-batches (sizes differ by at most one; never an
+    empty one), in order: concatenated again they are the batch."""
+    parts = max(1, min(int(parts), len(batch)))
+
+    def cut(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return x.tensor_split(parts)
+
+    inputs = {m: cut(x) for m, x in batch.inputs.items()}
+    masks = {m: cut(x) for m, x in batch.masks.items()}
+    extras = {k: cut(v) for k, v in batch.extras.items()}
+    labels, index = cut(batch.labels), cut(batch.index)
+    return [Batch(inputs={m: x[i] for m, x in inputs.items()}, masks={m: x[i] for m, x in masks.items()},
+                  labels=labels[i], index=index[i], extras={k: v[i] for k, v in extras.items()})
+            for i in range(parts)]
+
+
 def label_tensor(spec: DatasetSpec, y: np.ndarray) -> torch.Tensor:
     if spec.task == "multiclass":
         return torch.as_tensor(np.asarray(y), dtype=torch.long)
