@@ -4,7 +4,7 @@ what would fail minutes later, as a traceback and a half-written run folder, int
 * the method can be built at the resolved config (its own checks of allowed values, shapes
   that do not fit), on torch's ``meta`` device: no memory, no initialisation;
 * the validation metric ``select`` exists for the dataset's task;
-* the run store can be created and written.
+* the run store can be written (nothing is created).
 """
 
 from __future__ import annotations
@@ -60,13 +60,22 @@ def _check_builds(prep: Any) -> None:
 
 
 def check_store(root: Path) -> None:
-    """The run store exists (created if absent) and a file can be written in it."""
+    """The run store can be written: probed in place when it exists, else its nearest existing
+    parent must be writable. Nothing is created, so a run refused later leaves no trace."""
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise MmerbenchError(f"The run store {root} is a file, not a folder; "
+                             f"choose another with --runs-dir or $MMERBENCH_RUNS.")
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=root)
-        os.close(fd)
-        os.unlink(probe)
+        if root.is_dir():
+            fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=root)
+            os.close(fd)
+            os.unlink(probe)
+        else:
+            parent = next(p for p in root.absolute().parents if p.exists())
+            if not parent.is_dir():
+                raise NotADirectoryError(20, "Not a directory", str(parent))
+            os.rmdir(tempfile.mkdtemp(prefix=".write-test.", dir=parent))  # os.access trusts root
     except OSError as e:
         raise MmerbenchError(f"The run store {root} cannot be written ({e.strerror or e}); "
                              f"choose another with --runs-dir or $MMERBENCH_RUNS.") from None

@@ -21,7 +21,7 @@ def _commands() -> list[tuple[list[str], str]]:
     text = README.read_text(encoding="utf-8")
     lines = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
-        for line in block.splitlines():
+        for line in block.replace("\\\n", " ").splitlines():  # join continued lines
             command, _, comment = line.partition("#")
             argv = shlex.split(command)
             if argv[:1] == ["mmerbench"] and argv[1:2] in (["leaderboard"], ["table"]):
