@@ -105,6 +105,14 @@ Choices the paper leaves open (each one named; the config key in brackets):
     multi-label emotions; `select`).
 13. Loss precision: every loss is computed in float32 (autocast off), the
     encoders may run in bf16 under the runner's CUDA autocast.
+14. BERT rows [`text_encoder`: features | a checkpoint; preset `bert`]: §4.1
+    takes BERT-base-uncased's 768-dimensional hidden states as the text input
+    X_t of Eq. 1 (methods/text_encoder.py), which here replace the text
+    features: LayerNorm, the text Transformer and the mean over real tokens
+    as for GloVe. The paper does not say whether BERT is fine-tuned or its
+    learning rate: ours fine-tunes all of it (`text_freeze`: none, MISA's
+    habit, which the paper compares against) at `text_lr` 2e-5 (BERT's usual
+    fine-tuning rate) in its own Adam group, 50 tokens (`text_max_length`).
 
 Ablation switches (Table 4):
 
@@ -143,7 +151,8 @@ from mmerbench.data.batching import Batch
 from mmerbench.data.spec import DatasetSpec
 from mmerbench.errors import MmerbenchError
 from mmerbench.methods._layers import TransformerLayer, attention_mask, grad_reverse, sinusoidal_positions
-from mmerbench.methods.base import LossParts, Method, Output, masked_mean, output_size, task_loss
+from mmerbench.methods.base import LossParts, Method, OptimSetup, Output, masked_mean, output_size, task_loss
+from mmerbench.methods.text_encoder import FEATURES, PretrainedText, text_input, uses_encoder, with_text_lr
 from mmerbench.registry import register
 
 REPRESENTATIONS = ("both", "common", "private", "none")
@@ -346,6 +355,8 @@ class FDMER(Method):
         cmaf_phase2: bool = True,
         cmaf_scaled: bool = False,
         regularizer_scope: str = "encoders",
+        text_encoder: str = FEATURES,
+        text_freeze: str = "none",
         **hparams: Any,
     ) -> None:
         if isinstance(modalities, str):
@@ -388,8 +399,13 @@ class FDMER(Method):
         d_k = int(d_k)
         layers = {"text": text_layers, "audio": audio_layers, "vision": vision_layers}
 
+        dims = {m: spec.modalities[m].dim for m in mods}
+        self.text_model = None
+        if uses_encoder(text_encoder) and "text" in mods:  # choice 14: BERT's hidden states are X_t
+            self.text_model = PretrainedText(text_encoder, freeze=text_freeze)
+            dims["text"] = self.text_model.hidden_size
         self.encoders = nn.ModuleDict({
-            m: ModalityEncoder(spec.modalities[m].dim, encoder_dim, int(layers[m]), d_k, max_heads=int(max_heads),
+            m: ModalityEncoder(dims[m], encoder_dim, int(layers[m]), d_k, max_heads=int(max_heads),
                                ff_mult=int(ff_mult), dropout=float(dropout))
             for m in mods
         })
@@ -413,7 +429,10 @@ class FDMER(Method):
     # -- the model ---------------------------------------------------------
     def forward(self, batch: Batch) -> Output:
         aux: dict[str, torch.Tensor] = {}
-        z = {m: self.encoders[m](batch.inputs[m], batch.masks[m]) for m in self.modalities}  # Eq. 1
+        seqs = {m: (batch.inputs[m], batch.masks[m]) for m in self.modalities}
+        if "text" in seqs:
+            seqs["text"] = text_input(self, batch)
+        z = {m: self.encoders[m](*seqs[m]) for m in self.modalities}  # Eq. 1
         if self.common is not None and self.private is not None:
             common = {m: self.common(z[m]) for m in self.modalities}  # Eq. 2
             private = {m: self.private[m](z[m]) for m in self.modalities}  # Eq. 3
@@ -445,6 +464,14 @@ class FDMER(Method):
         else:
             fused = stacked.prod(1)
         return Output(scores=self.head(fused), aux=aux)
+
+    def configure_optimizer(self, steps_per_epoch: int, epochs: int) -> OptimSetup:
+        """Adam at a constant `lr` (§4.2); a text encoder's parameters at `text_lr` (choice 14)."""
+        hp = self.hparams
+        groups = with_text_lr([{"params": [p for p in self.parameters() if p.requires_grad]}], self.text_model,
+                              float(hp.get("text_lr", 2e-5)))
+        return OptimSetup(torch.optim.Adam(groups, lr=float(hp.get("lr", 1e-3)),
+                                           weight_decay=float(hp.get("weight_decay", 0.0))))
 
     # -- the objective (Eq. 18) ----------------------------------------------------
     def loss(self, batch: Batch, out: Output) -> LossParts:

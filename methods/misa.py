@@ -157,6 +157,13 @@ Choices the paper (or its code) leaves open, made here and named:
     Adam's step count. Validation always scores the full objective. The
     optimizer step count is kept in the buffer ``aux_steps``, so a resumed run
     and a reload of the best snapshot (choice 11) continue it.
+18. **BERT text** (``text_encoder``: features | a checkpoint; preset ``bert``):
+    the authors' ``use_bert=True`` branch — the encoder's last hidden states,
+    averaged over the real tokens (their masked sum / token count), replace the
+    text LSTM, and the text projection reads the hidden size (768). BERT is
+    fine-tuned whole (``text_freeze``: none) in the one Adam at the authors'
+    ``lr`` (``text_lr`` 1e-4 in the preset: their single learning rate);
+    ``text_max_length`` 50 tokens.
 
 Measured on the synthetic twins (synth-mosei-aligned, scale 0.2, seed 1, lr
 1e-3 unless noted, hidden 32–64, LSTM 16–32; BR: 0.534 test micro-F1). The
@@ -217,6 +224,7 @@ from mmerbench.data.batching import Batch
 from mmerbench.data.spec import DatasetSpec
 from mmerbench.methods._layers import TransformerLayer, grad_reverse
 from mmerbench.methods.base import LossParts, Method, OptimSetup, Output, output_size, task_loss
+from mmerbench.methods.text_encoder import FEATURES, PretrainedText, text_input, uses_encoder, with_text_lr
 from mmerbench.registry import register
 
 # ---------------------------------------------------------------------------- losses
@@ -299,6 +307,18 @@ class _Direction(nn.Module):
         if self.reverse:
             out = reverse_valid(out, lengths)
         return out, final
+
+
+class MaskedMeanText(nn.Module):
+    """The authors' BERT utterance vector: the hidden states' mean over real tokens (choice 18)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.out_dim = int(dim)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        m = mask.unsqueeze(-1).to(x.dtype)
+        return (x * m).sum(1) / m.sum(1).clamp_min(1.0)
 
 
 class UtteranceLSTM(nn.Module):
@@ -446,6 +466,8 @@ class MISA(Method):
         patience: int | None = 6,
         trials: int = 1,
         lr_decay: float = 0.5,
+        text_encoder: str = FEATURES,
+        text_freeze: str = "none",
         **hparams: Any,
     ) -> None:
         mods = [m for m in spec.modalities if m in (modalities or list(spec.modalities))]
@@ -470,7 +492,8 @@ class MISA(Method):
             sim_weight=sim_weight, recon_weight=recon_weight, similarity=similarity,
             reverse_grad_weight=reverse_grad_weight, diff_norm=diff_norm, recon_target=recon_target,
             aux_warmup=aux_warmup, eval_loss=eval_loss, clip_mode=clip_mode,
-            patience=patience, trials=trials, lr_decay=lr_decay, **hparams,
+            patience=patience, trials=trials, lr_decay=lr_decay, text_encoder=text_encoder,
+            text_freeze=text_freeze, **hparams,
         )
         self.modalities = mods
         self.cmd_moments = int(cmd_moments)
@@ -488,9 +511,15 @@ class MISA(Method):
         # §3.2 utterance encoders and the projection to a common width d_h.
         self.encoder = nn.ModuleDict()
         self.project = nn.ModuleDict()
+        self.text_model = None
+        if uses_encoder(text_encoder) and "text" in mods:  # choice 18: the authors' BERT branch
+            self.text_model = PretrainedText(text_encoder, freeze=text_freeze)
         for m in mods:
             dim = spec.modalities[m].dim
-            enc = UtteranceLSTM(dim, rnn_hidden or dim, packing)
+            if m == "text" and self.text_model is not None:
+                enc = MaskedMeanText(self.text_model.hidden_size)
+            else:
+                enc = UtteranceLSTM(dim, rnn_hidden or dim, packing)
             self.encoder[m] = enc
             self.project[m] = nn.Sequential(nn.Linear(enc.out_dim, hidden), nn.ReLU(), nn.LayerNorm(hidden))
         # §3.3 private (one per modality) and shared (one) encoders; §3.5 reconstruction.
@@ -514,7 +543,8 @@ class MISA(Method):
         aux: dict[str, torch.Tensor] = {}
         private, shared = [], []
         for m in self.modalities:
-            u = self.project[m](self.encoder[m](batch.inputs[m], batch.masks[m]))
+            x, mask = text_input(self, batch) if m == "text" else (batch.inputs[m], batch.masks[m])
+            u = self.project[m](self.encoder[m](x, mask))
             hp, hc = self.private[m](u), self.shared(u)
             aux[f"utterance.{m}"], aux[f"private.{m}"], aux[f"shared.{m}"] = u, hp, hc
             aux[f"recon.{m}"] = self.recon[m](hp + hc)
@@ -595,8 +625,9 @@ class MISA(Method):
     def configure_optimizer(self, steps_per_epoch: int, epochs: int) -> OptimSetup:
         hp = self.hparams
         self._warmup_steps, self._warmed = self.aux_warmup * int(steps_per_epoch), False
-        opt = torch.optim.Adam([p for p in self.parameters() if p.requires_grad], lr=float(hp.get("lr", 1e-4)),
-                               weight_decay=float(hp.get("weight_decay", 0.0)))
+        groups = with_text_lr([{"params": [p for p in self.parameters() if p.requires_grad]}], self.text_model,
+                              float(hp.get("text_lr", hp.get("lr", 1e-4))))
+        opt = torch.optim.Adam(groups, lr=float(hp.get("lr", 1e-4)), weight_decay=float(hp.get("weight_decay", 0.0)))
         patience = hp.get("patience")
         if patience is None:
             self._schedule = None

@@ -51,9 +51,16 @@ Choices the paper leaves open (each one named; the config key in brackets):
    A sample with no real step pools to zeros.
 3. **Output dropout**: the authors' code applies dropout to the logits after
    the final Linear [``final_dropout``: 0.1]; kept.
-4. **Text encoder**: the GloVe path (a Transformer over the given features) for
-   every dataset; UniVA-RoBERTa fine-tunes a language model on raw text,
-   which feature files cannot support.
+4. **Text encoder** [``text_encoder``: features | a checkpoint]: the GloVe
+   path (a Transformer over the given features) by default; UniVA-RoBERTa
+   (``--preset roberta``) reads the raw text with a fine-tuned
+   ``transformers`` encoder (methods/text_encoder.py) whose last hidden states
+   replace the text features at the input Linear. The slides give no details
+   of that row; ours: the RoBERTa states feed the same input Linear, learned
+   positions and additive pooling with no extra layers (``text_layers: 0``),
+   nothing frozen (``text_freeze: none``), its own AdamW groups at
+   ``text_lr`` 1e-5 (a usual RoBERTa fine-tuning rate; the slides give none),
+   up to ``text_max_length`` 50 tokens, the GloVe run's other settings.
 5. **KL target**: y/|y| (the normalised multi-hot); a sample with
    no label gets the uniform distribution (y/|y| is 0/0 there; uniform is
    what the authors' target gives such a sample, and its 1/C lies below 0.18:
@@ -151,6 +158,7 @@ from mmerbench.data.spec import DatasetSpec
 from mmerbench.errors import DataError, MmerbenchError
 from mmerbench.methods._layers import TransformerLayer, attention_mask
 from mmerbench.methods.base import LossParts, Method, OptimSetup, Output, decay_groups, warmup_linear
+from mmerbench.methods.text_encoder import FEATURES, PretrainedText, text_input, uses_encoder, with_text_lr
 from mmerbench.registry import register
 
 log = logging.getLogger(__name__)
@@ -357,6 +365,9 @@ class UniVA(Method):
         va_scale: str = "minmax",
         va_standardize: bool = True,
         label_va: Mapping[str, Sequence[float]] | None = None,
+        text_encoder: str = FEATURES,
+        text_freeze: str = "none",
+        text_max_length: int = 50,
         **hparams: Any,
     ) -> None:
         super().__init__(spec, modalities=modalities, **hparams)
@@ -390,8 +401,13 @@ class UniVA(Method):
 
         d = int(d_model)
         layers = {"text": text_layers, "audio": audio_layers, "vision": vision_layers}
+        shapes = {m: (spec.modalities[m].dim, spec.modalities[m].length) for m in self.modalities}
+        self.text_model = None
+        if uses_encoder(text_encoder) and "text" in self.modalities:  # choice 4
+            self.text_model = PretrainedText(text_encoder, freeze=text_freeze)
+            shapes["text"] = (self.text_model.hidden_size, int(text_max_length))
         self.encoders = nn.ModuleDict({
-            m: UtteranceEncoder(spec.modalities[m].dim, spec.modalities[m].length, d, int(heads), int(d_ff),
+            m: UtteranceEncoder(shapes[m][0], shapes[m][1], d, int(heads), int(d_ff),
                                 int(layers[m]), float(dropout), float(fc_dropout))
             for m in self.modalities
         })
@@ -444,7 +460,10 @@ class UniVA(Method):
 
     # -- the model ---------------------------------------------------------------------------------
     def forward(self, batch: Batch) -> Output:
-        feats = {m: self.encoders[m](batch.inputs[m], batch.masks[m]) for m in self.modalities}  # H_m
+        seqs = {m: (batch.inputs[m], batch.masks[m]) for m in self.modalities}
+        if "text" in seqs:
+            seqs["text"] = text_input(self, batch)
+        feats = {m: self.encoders[m](*seqs[m]) for m in self.modalities}  # H_m
         fused = torch.cat([feats[m] for m in self.modalities], dim=-1)
         logits = self.final_drop(self.classifier(fused))
         return Output(scores=logits, aux={f"features_{m}": f for m, f in feats.items()})
@@ -527,6 +546,8 @@ class UniVA(Method):
     # -- optimisation ------------------------------------------------------------------------------
     def configure_optimizer(self, steps_per_epoch: int, epochs: int) -> OptimSetup:
         hp = self.hparams
-        opt = torch.optim.AdamW(decay_groups(self, float(hp.get("weight_decay", 0.0))), lr=float(hp.get("lr", 7e-5)))
+        groups = with_text_lr(decay_groups(self, float(hp.get("weight_decay", 0.0))), self.text_model,
+                              float(hp.get("text_lr", 1e-5)))
+        opt = torch.optim.AdamW(groups, lr=float(hp.get("lr", 7e-5)))
         sched = warmup_linear(opt, max(1, steps_per_epoch * epochs), float(hp.get("warmup", 0.1)))
         return OptimSetup(opt, sched, interval="step")

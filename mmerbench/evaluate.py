@@ -119,7 +119,10 @@ def evaluate(req: EvaluateRequest) -> runner.SeedResult:
     mods = p.get("modalities") or list(spec.modalities)
     batch_size, threshold = int(p["batch_size"]), float(p["threshold"])
     autocast = runner.autocast_factory(device, bool(p.get("amp", False)))
-    data = {s: DeviceSplit(spec, dataset[s], device, mods) for s in results.SPLITS_SCORED}
+    from mmerbench.methods.text_encoder import run_tokens
+
+    tokens = run_tokens(p, dataset, req.data_dir, results.SPLITS_SCORED) or {}
+    data = {s: DeviceSplit(spec, dataset[s], device, mods, tokens.get(s)) for s in results.SPLITS_SCORED}
     scores = {s: runner.predict(model, data[s], batch_size, autocast)[0] for s in results.SPLITS_SCORED}
     score_name = getattr(prep.cls, "score_name", None) or \
         {"multilabel": "sigmoid", "binary": "sigmoid", "multiclass": "softmax"}.get(spec.task, "regression")

@@ -432,7 +432,10 @@ def _run_torch(prep, dataset, seed, folder, device, on_epoch_end):
     higher = False if select == "loss" else metricslib.direction(select)
 
     mods = p.get("modalities") or list(spec.modalities)
-    data = {s: DeviceSplit(spec, dataset[s], device, mods) for s in ("train", "valid", "test")}
+    from mmerbench.methods.text_encoder import run_tokens
+
+    tokens = run_tokens(p, dataset, prep.request.data_dir, ("train", "valid", "test")) or {}
+    data = {s: DeviceSplit(spec, dataset[s], device, mods, tokens.get(s)) for s in ("train", "valid", "test")}
 
     torch.manual_seed(seed)
     model = build_model(prep, spec)

@@ -65,10 +65,16 @@ def test_a_missing_or_extra_array_file_is_not_trusted(tmp_path):
 
 
 def test_source_edited_in_place_with_size_and_time_restored_is_reread(tmp_path):
-    folder = write_canonical(small("iemocap", seed=0), tmp_path / "iemocap")
-    other = write_canonical(small("iemocap", seed=1), tmp_path / "other")
+    def featured(seed):  # no raw text: its string width varies with the seed, and this case needs equal sizes
+        ds = small("iemocap", seed=seed)
+        for split in ds.splits.values():
+            split.text_raw = None
+        return ds
+
+    folder = write_canonical(featured(0), tmp_path / "iemocap")
+    other = write_canonical(featured(1), tmp_path / "other")
     first = load_dataset(str(folder), data_dir=tmp_path / "root")
-    assert_features_equal(first, small("iemocap", seed=0))
+    assert_features_equal(first, featured(0))
     src, new = folder / "train.npz", (other / "train.npz").read_bytes()
     st = src.stat()
     assert len(new) == st.st_size and new != src.read_bytes()

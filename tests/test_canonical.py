@@ -45,7 +45,7 @@ def test_layout_is_the_documented_one(tmp_path):
     assert set(meta["sha256"]) == {"train.npz", "valid.npz", "test.npz"}
     with np.load(folder / "train.npz") as z:
         assert sorted(z.files) == sorted(["text", "audio", "vision", "text_lengths", "audio_lengths",
-                                          "vision_lengths", "labels", "ids", "extra_va_text", "extra_va_audio",
+                                          "vision_lengths", "labels", "ids", "text_raw", "extra_va_text", "extra_va_audio",
                                           "extra_va_vision"])
         assert z["text"].dtype == np.float32 and z["labels"].dtype == np.int8
         np.testing.assert_array_equal(z["audio_lengths"], ds["train"].masks["audio"].sum(1))

@@ -193,6 +193,9 @@ def test_mmsa_round_trip(tmp_path, name, file):
     for split in SPLITS:
         np.testing.assert_allclose(out[split].labels, ds[split].labels)
         np.testing.assert_array_equal(out[split].ids, ds[split].ids)
+        # raw_text is kept as the utterance text (the writer writes "utterance <id>" for a set without any)
+        want = ds[split].text_raw if ds[split].text_raw is not None else [f"utterance {i}" for i in ds[split].ids]
+        np.testing.assert_array_equal(out[split].text_raw, want)
 
 
 def test_mult_is_preferred_when_both_formats_are_present(tmp_path):

@@ -19,6 +19,8 @@ class Batch:
     labels: torch.Tensor  # multilabel/binary/regression float32, multiclass int64
     index: torch.Tensor  # positions in the split, [B]
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
+    text_ids: torch.Tensor | None = None  # [B, T] int64 token ids, when the run reads text with a pretrained encoder
+    text_mask: torch.Tensor | None = None  # [B, T] bool attention mask of those tokens
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -51,7 +53,8 @@ class DeviceSplit:
     """One split held as device tensors (copied once), cut into batches by index."""
 
     def __init__(
-        self, spec: DatasetSpec, split: Split, device: torch.device | str, modalities: list[str] | None = None
+        self, spec: DatasetSpec, split: Split, device: torch.device | str, modalities: list[str] | None = None,
+        tokens: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         self.device = torch.device(device)
         mods = modalities or list(spec.modalities)
@@ -61,6 +64,7 @@ class DeviceSplit:
         self.labels = label_tensor(spec, split.labels).to(self.device)
         self.extras = {k: torch.as_tensor(np.array(v)).to(self.device) for k, v in split.extras.items()}
         self.n = len(split)
+        self.tokens = None if tokens is None else tuple(torch.as_tensor(np.asarray(t)).to(self.device) for t in tokens)
 
     def __len__(self) -> int:
         return self.n
@@ -73,6 +77,8 @@ class DeviceSplit:
             labels=self.labels.index_select(0, idx),
             index=idx,
             extras={k: v.index_select(0, idx) for k, v in self.extras.items()},
+            text_ids=None if self.tokens is None else self.tokens[0].index_select(0, idx),
+            text_mask=None if self.tokens is None else self.tokens[1].index_select(0, idx),
         )
 
     def batches(

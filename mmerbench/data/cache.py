@@ -5,7 +5,8 @@ Layout of one cache entry (a folder)::
     manifest.json            spec, load report, source fingerprint, cache version,
                              sha256 of every array file and of every source file (written last)
     <split>/<modality>.npy   float32 [N, L, D]   (memory-mapped on load)
-    <split>/<modality>.mask.npy, labels.npy, ids.npy, extra.<name>.npy
+    <split>/<modality>.mask.npy, labels.npy, ids.npy, extra.<name>.npy,
+    <split>/text_raw.npy     (when the source carries utterance text; fixed-width unicode)
 
 An entry is written to a temporary folder and renamed into place, so a killed
 conversion never leaves a half-written entry that looks complete. Writers of one
@@ -39,7 +40,7 @@ from mmerbench.errors import DataError
 from mmerbench.locks import file_lock
 from mmerbench.safepath import join
 
-CACHE_VERSION = 2  # 2: content hashes in the manifest
+CACHE_VERSION = 3  # 2: content hashes in the manifest; 3: the raw text
 MANIFEST = "manifest.json"
 
 # Entries whose content hashes matched in this process, keyed by the manifest's identity
@@ -145,6 +146,7 @@ def load(entry: Path, fp: dict[str, Any] | None = None, sources: list[Path] = ()
                 labels=np.load(d / "labels.npy"),
                 ids=np.load(d / "ids.npy"),
                 extras={k: np.load(join(d, f"extra.{k}.npy")) for k in meta.get("extras", [])},
+                text_raw=np.load(d / "text_raw.npy") if meta.get("text_raw") else None,
             )
         rep = manifest.get("report", {})
         report = LoadReport(
@@ -163,7 +165,7 @@ def _check_file_names(modalities: Any, extras: Any, where: Path) -> None:
     owners: dict[str, str] = {}
     names = [(f"{m}.npy", f"modality {m!r}") for m in modalities]
     names += [(f"{m}.mask.npy", f"the mask of {m!r}") for m in modalities]
-    names += [("labels.npy", "the labels"), ("ids.npy", "the ids")]
+    names += [("labels.npy", "the labels"), ("ids.npy", "the ids"), ("text_raw.npy", "the raw text")]
     names += [(f"extra.{k}.npy", f"extra {k!r}") for k in extras]
     for file, owner in names:
         other = owners.setdefault(file.casefold(), owner)
@@ -187,7 +189,9 @@ def write(entry: Path, ds: Dataset, fp: dict[str, Any], sources: list[Path] = ()
             np.save(join(d, "ids.npy"), np.asarray(s.ids).astype(str), allow_pickle=False)
             for k, v in s.extras.items():
                 np.save(join(d, f"extra.{k}.npy"), np.asarray(v), allow_pickle=False)
-            splits_meta[split] = {"n": len(s), "extras": sorted(s.extras)}
+            if s.text_raw is not None:  # fixed-width unicode, so no pickle is needed to store it
+                np.save(d / "text_raw.npy", np.asarray(s.text_raw, dtype=str), allow_pickle=False)
+            splits_meta[split] = {"n": len(s), "extras": sorted(s.extras), "text_raw": s.text_raw is not None}
         manifest = {
             "spec": ds.spec.to_dict(),
             "report": ds.report.to_dict(),

@@ -19,6 +19,7 @@ class Split:
     labels: np.ndarray  # multilabel int8 [N, C]; multiclass int64 [N]; regression float32 [N]; binary int64 [N]
     ids: np.ndarray  # str [N]
     extras: dict[str, np.ndarray] = field(default_factory=dict)  # optional per-sample arrays [N, ...]
+    text_raw: np.ndarray | None = None  # optional utterance text, fixed-width unicode [N] (for text encoders)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -80,6 +81,9 @@ class Dataset:
             check_distinct(s.extras, where=f"{source} ({split})", field="extra name")
             if s.ids.shape != (n,):
                 raise DataError(f"{where}: expected {n} ids, but got shape {s.ids.shape}.")
+            if s.text_raw is not None and (s.text_raw.shape != (n,) or s.text_raw.dtype.kind != "U"):
+                raise DataError(f"{where}: expected the raw text as {n} strings, but got "
+                                f"{s.text_raw.dtype} {tuple(s.text_raw.shape)}.")
             _check_labels(spec, s.labels, where)
             for m, ms in spec.modalities.items():
                 if m not in s.inputs:
@@ -110,6 +114,33 @@ def _check_labels(spec: DatasetSpec, y: np.ndarray, where: str) -> None:
     elif spec.task == "regression":
         if y.ndim != 1 or not np.isfinite(y).all():
             raise DataError(f"{where}: expected finite regression targets of shape ({n},).")
+
+
+def text_array(values: Any, n: int, *, where: str) -> np.ndarray:
+    """Utterance texts as a fixed-width unicode array [N] (what ``np.save(allow_pickle=False)`` can store).
+
+    Bytes are decoded as UTF-8; anything that is not text (a number, a nested list, None) is refused
+    rather than turned into its repr, which a tokeniser would read as words.
+    """
+    try:
+        items = list(values)
+    except TypeError:
+        raise DataError(f"{where}: expected a list of {n} utterance texts, but got {type(values).__name__}.") from None
+    if len(items) != n:
+        raise DataError(f"{where}: expected {n} utterance texts, but got {len(items)}.")
+    out = []
+    for i, v in enumerate(items):
+        if isinstance(v, np.ndarray) and v.ndim == 0:
+            v = v.item()
+        if isinstance(v, bytes):
+            try:
+                v = v.decode("utf-8")
+            except UnicodeDecodeError:
+                raise DataError(f"{where}: text {i} is not valid UTF-8.") from None
+        if not isinstance(v, str):
+            raise DataError(f"{where}: text {i} is a {type(v).__name__}, not a string.")
+        out.append(v)
+    return np.array(out, dtype=str) if out else np.zeros(0, dtype="<U1")
 
 
 def zero_nonfinite(x: np.ndarray) -> tuple[np.ndarray, int]:

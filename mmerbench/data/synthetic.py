@@ -51,6 +51,16 @@ from [0, 1] to [-1, 1] (neutral, 0.5/0.5, maps to 0), plus N(0, 0.1) noise; a
 modality that shows no label gets neutral plus noise. They come from their
 own random stream, so adding them changes no feature.
 
+**Raw text.** Twins with a ``text`` modality carry ``text_raw``, one sentence
+per sample for a pretrained text encoder: filler words drawn from a small
+vocabulary (``FILLER``), as many as the sample's real text steps, with cue
+words for exactly the factors the text *features* show (the same visibility
+draw, false evidence and conjunction pattern): a factor shown with weight w
+adds round(3·w) (at least one) cue words, drawn from its own three
+(``cue_words``), at random places. A regression twin's polarity weight is its
+intensity, so the count of cue words carries it. The words come from their own
+random stream, so adding them changes no feature, label or VA value.
+
 Everything is deterministic from (scale, seed).
 """
 
@@ -67,7 +77,7 @@ from mmerbench.data.dataset import Dataset, LoadReport, Split
 from mmerbench.data.registry import DatasetEntry, get_entry, register_dataset
 from mmerbench.data.spec import SPLITS, DatasetSpec
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3  # 3: raw text
 EVIDENCE_STEPS = 3
 CHUNK = 512  # samples generated at a time (bounds temporary memory)
 CONJUNCTION_VISIBILITY = 0.8  # a positive shows each of its two patterns with this chance
@@ -75,6 +85,11 @@ CONJUNCTION_DECOY = 0.3  # share of negatives that show one of the two patterns 
 OFFSET_STD = 0.3  # per-sample speaker offset, constant over time
 DRIFT_STD = 0.3  # per-sample linear drift from start to end of the sequence
 VA_NOISE = 0.1
+FILLER = (
+    "the a and so then it this that was is we they you i just really well like about there here "
+    "what when after before now today again maybe very still also some thing things time way"
+).split()
+CUE_SUFFIXES = ("ish", "ful", "ness")  # three cue words per factor: <factor><suffix>
 
 # NRC-VAD (valence, arousal) of the emotion names (Mohammad, ACL 2018; the values UniVA uses), in [0, 1].
 LABEL_VA = {
@@ -333,7 +348,38 @@ def _draw_factors(plan: _Plan, n: int, rng: np.random.Generator) -> tuple[np.nda
     return w, y.astype(np.float32)
 
 
+def cue_words(factor: str) -> tuple[str, ...]:
+    """The three words a twin's sentence uses for `factor` (letters only, so every tokeniser keeps them whole)."""
+    slug = "".join(c for c in factor.lower() if c.isalpha()) or "factor"
+    return tuple(slug + suffix for suffix in CUE_SUFFIXES)
+
+
+def twin_vocabulary(spec: DatasetSpec) -> list[str]:
+    """Every word a twin of `spec` writes (e.g. to build a small tokeniser for tests)."""
+    return list(FILLER) + [w for f in factor_names(spec) for w in cue_words(f)]
+
+
+def _sentences(plan: _Plan, seen: np.ndarray, lengths: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One sentence per sample: `lengths` filler words plus cue words for the factors in `seen` (module docstring)."""
+    cues = np.array([cue_words(f) for f in plan.factors])  # [K, 3]
+    filler = np.array(FILLER)
+    counts = np.where(seen > 0, np.maximum(1, np.round(EVIDENCE_STEPS * seen)), 0).astype(np.int64)
+    total = lengths + counts.sum(1)
+    top = int(total.max()) if len(total) else 0
+    # Every draw is made up front, in one fixed order, so the stream does not depend on the loop.
+    fill = rng.integers(0, len(filler), (len(total), top))
+    pick = rng.integers(0, cues.shape[1], (len(total), top))
+    keys = rng.random((len(total), top))
+    out = []
+    for i in range(len(total)):
+        factor = np.repeat(np.arange(len(plan.factors)), counts[i])
+        words = np.concatenate([filler[fill[i, :lengths[i]]], cues[factor, pick[i, :len(factor)]]])
+        out.append(" ".join(words[np.argsort(keys[i, :len(words)], kind="stable")]))
+    return np.array(out, dtype=str)
+
+
 def _generate_split(plan: _Plan, n: int, rng: np.random.Generator, va_rng: np.random.Generator,
+                    text_rng: np.random.Generator | None = None,
                     tick: Callable[[int], Any] = lambda k: None) -> Split:
     spec, profile = plan.spec, plan.profile
     w, y = _draw_factors(plan, n, rng)
@@ -351,6 +397,7 @@ def _generate_split(plan: _Plan, n: int, rng: np.random.Generator, va_rng: np.ra
         show[ma] = show[ma] | (decoy & pick_a)
         show[mb] = show[mb] | (decoy & ~pick_a)
     inputs, masks, extras = {}, {}, {}
+    text_raw = None
     for m, ms in spec.modalities.items():
         L, D = ms.length, ms.dim
         rate = max(1, L // plan.base_length) if L > 1 else 1  # steps per text step (10 when unaligned)
@@ -365,6 +412,8 @@ def _generate_split(plan: _Plan, n: int, rng: np.random.Generator, va_rng: np.ra
             seen[:, plan.conj] = show[m]
         if plan.label_va is not None:
             extras[f"va_{m}"] = _va(plan.label_va, seen > 0, va_rng)
+        if m == "text" and text_rng is not None:
+            text_raw = _sentences(plan, seen, lengths, text_rng)
         signal = seen @ plan.directions[m] * profile.amplitude  # [n, D]
         for lo in range(0, n, CHUNK):
             hi = min(n, lo + CHUNK)
@@ -387,7 +436,7 @@ def _generate_split(plan: _Plan, n: int, rng: np.random.Generator, va_rng: np.ra
             x[lo:hi] = chunk
             tick(b)
         inputs[m], masks[m] = x, mask
-    return Split(inputs=inputs, masks=masks, labels=y, ids=np.array([], dtype=str), extras=extras)
+    return Split(inputs=inputs, masks=masks, labels=y, ids=np.array([], dtype=str), extras=extras, text_raw=text_raw)
 
 
 def _va(label_va: np.ndarray, shown: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -415,7 +464,8 @@ def generate(real: DatasetSpec, name: str, scale: float, seed: int, profile: Twi
         for i, s in enumerate(SPLITS):
             rng = np.random.default_rng([seed, 1 + i])
             va_rng = np.random.default_rng([seed, 100 + i])
-            split = _generate_split(plan, sizes[s], rng, va_rng, tick=bar.update)
+            text_rng = np.random.default_rng([seed, 200 + i])  # its own stream: the text changes no feature
+            split = _generate_split(plan, sizes[s], rng, va_rng, text_rng, tick=bar.update)
             split.ids = np.array([f"{name}/{s}/{j:05d}" for j in range(sizes[s])])
             splits[s] = split
     return Dataset(spec, splits, LoadReport(source=f"generated: {name} scale={scale:g} seed={seed}"))

@@ -24,6 +24,8 @@ Each ``<split>.npz`` holds exactly these arrays (``N`` = the spec's split size):
 * ``labels``: multi-label int8 ``[N, C]`` of 0/1; multi-class integer ``[N]``
   in ``[0, C)``; binary integer ``[N]`` of 0/1; regression float ``[N]``;
 * ``ids``: str ``[N]``;
+* ``text_raw``: optional str ``[N]``, each utterance's text (what a pretrained
+  text encoder reads; see ``text_encoder`` in the README);
 * ``extra_<name>``: optional numeric per-sample arrays ``[N, ...]`` (e.g.
   ``extra_va_text``, float32 ``[N, 2]``), which travel as ``Split.extras``.
 
@@ -114,7 +116,7 @@ def _spec_from(d: dict[str, Any], path: Path) -> DatasetSpec:
     for m, ms in spec.modalities.items():
         if not all(isinstance(v, int) and v > 0 for v in (ms.dim, ms.length)):
             raise DataError(f"{path}: modality {m!r} needs a positive whole dim and length.")
-        if m in ("labels", "ids") or m.startswith(EXTRA_PREFIX) or m.endswith(("_lengths", "_mask")):
+        if m in ("labels", "ids", "text_raw") or m.startswith(EXTRA_PREFIX) or m.endswith(("_lengths", "_mask")):
             raise DataError(f"{path}: {m!r} cannot name a modality (it names another array).")
     if sorted(spec.splits) != sorted(SPLITS) or any(v < 1 for v in spec.splits.values()):
         raise DataError(f"{path}: the spec's splits must give a size of at least 1 for each of {', '.join(SPLITS)} "
@@ -156,7 +158,7 @@ def _read_split(spec: DatasetSpec, split: str, path: Path, report: LoadReport):
     with z:
         names = set(z.files)
         expected = {"labels", "ids"} | set(spec.modalities) | {f"{m}_lengths" for m in spec.modalities}
-        optional = {f"{m}_mask" for m in spec.modalities}
+        optional = {f"{m}_mask" for m in spec.modalities} | {"text_raw"}
         missing = sorted(expected - names)
         if missing:
             raise DataError(f"{path}: array(s) {', '.join(missing)} missing (present: {', '.join(sorted(names))}).")
@@ -192,6 +194,12 @@ def _read_split(spec: DatasetSpec, split: str, path: Path, report: LoadReport):
         ids = get("ids", n)
         if ids.dtype.kind not in "US" or ids.shape != (n,):
             raise DataError(f"{path}: 'ids' must be strings of shape ({n},), but got {ids.dtype} {tuple(ids.shape)}.")
+        text_raw = None
+        if "text_raw" in names:
+            text_raw = get("text_raw", n)
+            if text_raw.dtype.kind != "U" or text_raw.shape != (n,):
+                raise DataError(f"{path}: 'text_raw' must be strings of shape ({n},), "
+                                f"but got {text_raw.dtype} {tuple(text_raw.shape)}.")
         extras = {}
         for k in sorted(names):
             if k.startswith(EXTRA_PREFIX):
@@ -201,7 +209,7 @@ def _read_split(spec: DatasetSpec, split: str, path: Path, report: LoadReport):
                 extras[k[len(EXTRA_PREFIX):]], count = zero_nonfinite(np.array(v))
                 if count:
                     report.notes.append(f"{split}: {count} non-finite value(s) in {k} set to 0")
-    return finish_split(inputs, y, ids.astype(str), report, split, masks=masks, extras=extras)
+    return finish_split(inputs, y, ids.astype(str), report, split, masks=masks, extras=extras, text_raw=text_raw)
 
 
 def _array(z: Any, key: str, path: Path, limit: int | None = None) -> np.ndarray:
@@ -295,6 +303,8 @@ def write_canonical(ds: Dataset, out: str | os.PathLike, *, overwrite: bool = Fa
                     arrays[f"{m}_mask"] = mask
             arrays["labels"] = np.asarray(s.labels)
             arrays["ids"] = np.asarray(s.ids).astype(str)
+            if s.text_raw is not None:
+                arrays["text_raw"] = np.asarray(s.text_raw, dtype=str)
             for k, v in s.extras.items():
                 arrays[f"{EXTRA_PREFIX}{k}"] = np.asarray(v)
             path = tmp / f"{split}.npz"

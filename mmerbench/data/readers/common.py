@@ -321,6 +321,7 @@ def finish_split(
     split: str,
     masks: Mapping[str, np.ndarray] | None = None,
     extras: Mapping[str, np.ndarray] | None = None,
+    text_raw: np.ndarray | None = None,
 ) -> Split:
     """Zero and count non-finite features; masks from the file when it has them, else from the zero padding."""
     counts, out_masks = {}, {}
@@ -329,7 +330,7 @@ def finish_split(
         inputs[m] = x
         out_masks[m] = np.asarray(masks[m], dtype=bool) if masks is not None and m in masks else mask_from_features(x)
     report.nonfinite[split] = counts
-    return Split(inputs=inputs, masks=out_masks, labels=y, ids=ids, extras=dict(extras or {}))
+    return Split(inputs=inputs, masks=out_masks, labels=y, ids=ids, extras=dict(extras or {}), text_raw=text_raw)
 
 
 def lengths_to_mask(lengths: Any, n: int, length: int, *, where: str) -> np.ndarray:

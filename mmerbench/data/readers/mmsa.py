@@ -8,6 +8,9 @@ splits ``train``, ``valid``, ``test`` and keys ``raw_text``, ``audio``,
 
 What we read, and the choices the release leaves open:
 
+* ``raw_text`` (one string per utterance) is kept as the split's
+  ``text_raw``, which a pretrained text encoder (``text_encoder``) reads; a
+  file without it loads without text.
 * ``text`` ``[N, L, D]`` (BERT features, D = 768 in the public files) is the
   text modality; ``text_bert`` holds token ids and is not a feature. Its
   attention-mask row ``text_bert[:, 1, :]`` gives the text mask when present
@@ -31,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmerbench.data.dataset import Dataset, LoadReport
+from mmerbench.data.dataset import Dataset, LoadReport, text_array
 from mmerbench.data.readers.common import (
     expect_files,
     finish_split,
@@ -66,6 +69,7 @@ def read_mmsa(files: list[Path], *, spec: DatasetSpec) -> Dataset:
         sd = split_dict(data, split, path)
         masks = {}
         text_bert = untensor(sd.get("text_bert"))  # read before the features are released
+        raw_text = sd.get("raw_text")
         lengths = {m: untensor(sd.get(k)) for m, k in LENGTH_KEYS.items()}
         y_raw = untensor(get_key(sd, "regression_labels", path, split))
         inputs = read_features(sd, KEYS, shapes, path, split)
@@ -79,7 +83,9 @@ def read_mmsa(files: list[Path], *, spec: DatasetSpec) -> Dataset:
         if text_bert is not None:
             masks["text"] = _bert_mask(text_bert, n, inputs["text"].shape[1], where=where_key(path, split, "text_bert"))
         ids = ids_array(sd.get("id"), n, split, where=where_key(path, split, "id"))
-        splits[split] = finish_split(inputs, y, ids, report, split, masks=masks)
+        text_raw = None if raw_text is None else text_array(untensor(raw_text), n,
+                                                            where=where_key(path, split, "raw_text"))
+        splits[split] = finish_split(inputs, y, ids, report, split, masks=masks, text_raw=text_raw)
     report.notes.append("text = MMSA's BERT features; text mask from text_bert where present, else the padding")
     modalities = {m: ModalitySpec(dim=d, length=n) for m, (n, d) in shapes.items()}
     out = spec.with_(modalities=modalities, splits={s: len(v) for s, v in splits.items()},
@@ -114,7 +120,8 @@ def write_mmsa_pkl(ds: Dataset, path: str | os.PathLike, *, with_text_bert: bool
         d["regression_labels"] = np.asarray(s.labels, dtype=np.float32).reshape(n)
         d["classification_labels"] = (np.asarray(s.labels) >= 0).astype(np.float32)
         d["annotations"] = np.array(["Positive" if v >= 0 else "Negative" for v in np.asarray(s.labels)], dtype=object)
-        d["raw_text"] = np.array([f"utterance {i}" for i in s.ids], dtype=object)
+        texts = s.text_raw if s.text_raw is not None else [f"utterance {i}" for i in s.ids]
+        d["raw_text"] = np.array([str(t) for t in texts], dtype=object)
         d["id"] = np.array([str(i) for i in s.ids], dtype=object)
         if with_lengths:
             for m, key in LENGTH_KEYS.items():
