@@ -54,13 +54,21 @@ Choices the paper leaves open (each one named; the config key in brackets):
 4. **Text encoder** [``text_encoder``: features | a checkpoint]: the GloVe
    path (a Transformer over the given features) by default; UniVA-RoBERTa
    (``--preset roberta``) reads the raw text with a fine-tuned
-   ``transformers`` encoder (methods/text_encoder.py) whose last hidden states
-   replace the text features at the input Linear. The slides give no details
-   of that row; ours: the RoBERTa states feed the same input Linear, learned
-   positions and additive pooling with no extra layers (``text_layers: 0``),
-   nothing frozen (``text_freeze: none``), its own AdamW groups at
-   ``text_lr`` 1e-5 (a usual RoBERTa fine-tuning rate; the slides give none),
-   up to ``text_max_length`` 50 tokens, the GloVe run's other settings.
+   ``transformers`` encoder (methods/text_encoder.py). The slides give no
+   details of that row; the authors' code does, and we follow it: the
+   encoder's last hidden states go through the same Linear(H → d) and dropout
+   and straight into the additive pooling over the utterance's word tokens
+   (its [CLS]/<s> and [SEP]/</s> left out), with no learned positions and no
+   text Transformer (``text_layers: 0``), nothing frozen (``text_freeze:
+   none``; their code freezes only the unused pooler), one learning rate for
+   the whole model (``text_lr`` = ``lr`` = 5e-5), and their MOSEI script's
+   batch 12, 5 epochs, 5 audio and 3 vision layers, τ 0.7, α 0.45 (their M³ED
+   script: batch 22, 10 epochs, τ 0.4, α 0.2, through ``--set``).
+   One departure, by necessity: their code encodes the *whole dialogue* (all
+   utterances of the video, up to 512 tokens, longest utterances cut first)
+   and pools the tokens of the current utterance, so an utterance sees its
+   neighbours' words; our samples are utterances without their dialogue, so
+   the encoder reads the utterance alone, up to ``text_max_length`` tokens.
 5. **KL target**: y/|y| (the normalised multi-hot); a sample with
    no label gets the uniform distribution (y/|y| is 0/0 there; uniform is
    what the authors' target gives such a sample, and its 1/C lies below 0.18:
@@ -302,15 +310,27 @@ class AdditivePooling(nn.Module):
             return torch.bmm(alpha[:, None, :], h.float()).squeeze(1)
 
 
+def word_tokens(mask: torch.Tensor) -> torch.Tensor:
+    """The utterance's own tokens: the attention mask without its first and last real token (the tokenizer's
+    [CLS]/<s> and [SEP]/</s> of a single sentence), which the authors' pooling leaves out (choice 4)."""
+    words = mask.clone()
+    words[:, 0] = False
+    last = (mask.long().sum(1) - 1).clamp(min=0)
+    words[torch.arange(mask.shape[0], device=mask.device), last] = False
+    return words
+
+
 class UtteranceEncoder(nn.Module):
-    """Linear(in → d) → dropout, + learned positions, post-LN BERT layers, additive pooling."""
+    """Linear(in → d) → dropout, + learned positions, post-LN BERT layers, additive pooling.
+
+    ``positions=False`` (a pretrained text encoder's states, which carry their own): no position table."""
 
     def __init__(self, in_dim: int, length: int, d: int, heads: int, d_ff: int, layers: int, dropout: float,
-                 fc_dropout: float) -> None:
+                 fc_dropout: float, positions: bool = True) -> None:
         super().__init__()
         self.embed = nn.Linear(in_dim, d)
         self.drop = nn.Dropout(fc_dropout)
-        self.positions = nn.Embedding(length, d)
+        self.positions = nn.Embedding(length, d) if positions else None
         self.layers = nn.ModuleList(
             TransformerLayer(d, heads, d_ff, dropout=dropout, attn_dropout=dropout, relu_dropout=0.0,
                              activation="gelu", norm_first=False)
@@ -320,7 +340,9 @@ class UtteranceEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         pos = torch.arange(x.shape[1], device=x.device)
-        h = self.drop(self.embed(x)) + self.positions(pos)[None]
+        h = self.drop(self.embed(x))
+        if self.positions is not None:
+            h = h + self.positions(pos)[None]
         am = attention_mask(mask, x.shape[1])
         for layer in self.layers:
             h = layer(h, mask=am)
@@ -408,7 +430,8 @@ class UniVA(Method):
             shapes["text"] = (self.text_model.hidden_size, int(text_max_length))
         self.encoders = nn.ModuleDict({
             m: UtteranceEncoder(shapes[m][0], shapes[m][1], d, int(heads), int(d_ff),
-                                int(layers[m]), float(dropout), float(fc_dropout))
+                                int(layers[m]), float(dropout), float(fc_dropout),
+                                positions=not (m == "text" and self.text_model is not None))
             for m in self.modalities
         })
         for module in self.encoders.modules():
@@ -463,6 +486,8 @@ class UniVA(Method):
         seqs = {m: (batch.inputs[m], batch.masks[m]) for m in self.modalities}
         if "text" in seqs:
             seqs["text"] = text_input(self, batch)
+            if self.text_model is not None:
+                seqs["text"] = (seqs["text"][0], word_tokens(seqs["text"][1]))
         feats = {m: self.encoders[m](*seqs[m]) for m in self.modalities}  # H_m
         fused = torch.cat([feats[m] for m in self.modalities], dim=-1)
         logits = self.final_drop(self.classifier(fused))

@@ -4,8 +4,11 @@ Accepted: the ``state_dict()`` of their model built by ``main.py`` with
 ``--text_plm_checkpoint glove`` (their GloVe scripts), as their
 ``save_checkpoint`` writes it (``best_model_*.pth``: ``{"model": state_dict,
 "config": args}``; the caller passes the ``"model"`` entry), with or without a
-``module.`` prefix. The RoBERTa path fine-tunes a language model on raw text,
-which our feature files cannot feed: not importable.
+``module.`` prefix. Their RoBERTa build (``--text_plm_checkpoint roberta-base``)
+imports into ours with ``text_encoder`` set to the same checkpoint
+(``--preset roberta``): ``text_plm.*`` becomes ``text_model.model.*``,
+``text_linear_plm.0`` the text input Linear, and there is no text position
+table or text Transformer on either side.
 
 The mapping is a renaming, one tensor for one: per modality the input Linear
 (``<m>_linear.0``, ``text_linear_glove.0``), the learned positions, each BERT
@@ -42,11 +45,18 @@ def univa(state: Mapping[str, torch.Tensor], model) -> dict[str, torch.Tensor]:
     def take(ours: str, theirs: str) -> None:
         out[f"{ours}.weight"], out[f"{ours}.bias"] = state[f"{p}{theirs}.weight"], state[f"{p}{theirs}.bias"]
 
+    plm = getattr(model, "text_model", None) is not None
+    if plm:
+        prefix = f"{p}text_plm."
+        out.update({f"text_model.model.{k[len(prefix):]}": v for k, v in state.items() if k.startswith(prefix)})
     for m in model.modalities:
         linear, encoder, pool = THEIRS[m]
         e = f"encoders.{m}"
+        if m == "text" and plm:
+            linear = "text_linear_plm"
         take(f"{e}.embed", f"{linear}.0")
-        out[f"{e}.positions.weight"] = state[f"{p}{encoder}.position_embeddings.weight"]
+        if model.encoders[m].positions is not None:
+            out[f"{e}.positions.weight"] = state[f"{p}{encoder}.position_embeddings.weight"]
         for i in range(len(model.encoders[m].layers)):
             for ours, theirs in LAYER:
                 take(f"{e}.layers.{i}.{ours}", f"{encoder}.layer.{i}.{theirs}")

@@ -480,3 +480,14 @@ def test_beats_binary_relevance_on_the_aligned_twin(tmp_path):
                                  threshold=0.5)["micro_f1"]
     print(f"test micro-F1: UniVA {f_univa:.4f} (0.18 on softmax), {at_half:.4f} (0.5), BR {f_br:.4f}")
     assert f_univa > f_br + 0.05
+
+
+def test_pretrained_text_pools_the_words_only():
+    """The authors pool the utterance's own tokens: [CLS]/<s> and the closing [SEP]/</s> are left out;
+    an utterance of no word pools over nothing."""
+    from mmerbench.methods.univa import word_tokens
+
+    mask = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 0, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    want = torch.tensor([[0, 1, 1, 0, 0], [0, 0, 0, 0, 0], [0, 1, 1, 1, 0]], dtype=torch.bool)
+    assert torch.equal(word_tokens(mask), want)
+    assert torch.equal(mask, torch.tensor([[1, 1, 1, 1, 0], [1, 1, 0, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool))

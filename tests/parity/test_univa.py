@@ -6,12 +6,17 @@ SupCon on, no label-similarity prior. Ours is switched to their computation thro
 ``cl_text_weight: 3`` (their MOSEI weighting), and the VA given as is (``va_standardize: false``; their
 loader standardises before the model sees them).
 
-CPU fixes applied here, never in their files: ``Tensor.cuda`` is the identity; ``transformers`` (imported
-for the RoBERTa path only) is a stub module.
+The RoBERTa path (run_MOSEI_TAV_ours.sh: audio 5 / vision 3 layers, τ 0.7, α 0.45) is compared through a
+tiny random RoBERTa saved to a temporary folder, each sample a one-utterance dialogue, so that their
+flag mask selects the same word tokens our pooling reads.
+
+CPU fixes applied here, never in their files: ``Tensor.cuda`` is the identity; where ``transformers`` is
+not installed, a stub module (their GloVe path never calls it; the RoBERTa test is then skipped).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import types
 
@@ -51,7 +56,8 @@ def authors():
     repo = authors_repo("UniVA")
     mp = pytest.MonkeyPatch()
     mp.setattr(torch.Tensor, "cuda", lambda self, *a, **k: self)
-    mp.setitem(sys.modules, "transformers", types.SimpleNamespace(AutoModel=None))
+    if importlib.util.find_spec("transformers") is None:  # only their RoBERTa path uses it
+        mp.setitem(sys.modules, "transformers", types.SimpleNamespace(AutoModel=None))
     with on_path(repo, "models", "modules", "utils"):
         import models
         from utils.vaAware_supcon_loss import VA_aware_SupConLoss
@@ -139,3 +145,88 @@ def test_parameters_are_equal_at_the_paper_settings(pair):
     theirs, _ = pair
     authors = sum(p.numel() for p in theirs.parameters())
     assert authors == parameter_count("univa", "mosei-aligned") == 110_334_729
+
+
+# ----------------------------------------------------------------------------- the RoBERTa path
+
+ROBERTA_T = 12  # tokens per utterance
+
+
+@pytest.fixture(scope="module")
+def roberta_pair(authors, tmp_path_factory):
+    if authors.models.AutoModel is None:
+        pytest.skip("their RoBERTa path needs the transformers package")
+    from textkit import make_tiny
+
+    tiny = make_tiny(tmp_path_factory.mktemp("roberta"), [f"w{i}" for i in range(40)], "roberta")
+    torch.manual_seed(0)
+    sp = spec()
+    hp = hparams(sp)
+    hp.text_plm_checkpoint, hp.text_plm_path = "roberta-base", str(tiny)
+    hp.audio_num_transformer_layers, hp.vision_num_transformer_layers = 5, 3
+    theirs = authors.models.multimodal_t_a_v_model(hp)
+    ours = UniVA(sp, **AS_THEIRS, text_encoder=str(tiny), text_layers=0, audio_layers=5, vision_layers=3,
+                 text_max_length=ROBERTA_T, temperature=0.7, alpha=0.45)
+    ours.load_state_dict(import_weights("univa", theirs.state_dict(), ours))
+    return theirs.eval(), ours.eval()
+
+
+def roberta_batch(seed: int, b: int = 6):
+    """`batch` plus token ids: <s> words </s> then padding; the flag mask marks the words."""
+    out = batch(seed, b)
+    g = torch.Generator().manual_seed(100 + seed)
+    n = torch.randint(1, ROBERTA_T - 1, (b,), generator=g)
+    n[0] = ROBERTA_T - 2  # one utterance fills the window
+    pos = torch.arange(ROBERTA_T)[None]
+    ids = torch.randint(5, 45, (b, ROBERTA_T), generator=g)
+    ids = torch.where(pos == 0, 0, torch.where(pos == n[:, None] + 1, 2, torch.where(pos > n[:, None] + 1, 1, ids)))
+    out.text_ids, out.text_mask = ids, pos <= n[:, None] + 1
+    return out, (pos >= 1) & (pos <= n[:, None])
+
+
+def run_theirs_roberta(authors, theirs, b: Batch, flags):
+    logits = {}
+    hook = theirs.fc.register_forward_hook(lambda mod, i, o: logits.setdefault("fc", o))
+    try:
+        _, kl, cl = theirs(b.text_ids, b.text_mask.long(), flags.long(), b.inputs["audio"], b.masks["audio"].float(),
+                           b.inputs["vision"], b.masks["vision"].float(), False, b.labels,
+                           torch.nn.KLDivLoss(reduction="mean"), b.extras["va_text"], b.extras["va_audio"],
+                           b.extras["va_vision"], authors.supcon(temperature=0.7))
+    finally:
+        hook.remove()
+    return logits["fc"], kl, cl, 0.55 * kl + 0.45 * cl
+
+
+def test_roberta_path_logits_losses_and_gradients_match(authors, roberta_pair):
+    theirs, ours = roberta_pair
+    for seed in (1, 2):
+        b, flags = roberta_batch(seed)
+        with torch.no_grad():
+            want, kl, cl, total = run_theirs_roberta(authors, theirs, b, flags)
+            out = ours(b)
+            parts = ours.loss(b, out)
+        d_logit = (out.scores - want).abs().max().item()
+        print(f"univa (RoBERTa path) logits max|Δ| {d_logit:.2e}; total |Δ| {abs(parts.total - total).item():.2e}")
+        assert d_logit <= 1e-5
+        torch.testing.assert_close(parts.parts["task"], kl, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(parts.parts["contrastive"], cl, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(parts.total, total, rtol=1e-5, atol=1e-5)
+    b, flags = roberta_batch(3)
+    theirs.zero_grad(), ours.zero_grad()
+    run_theirs_roberta(authors, theirs, b, flags)[3].backward()
+    ours.loss(b, ours(b)).total.backward()
+    want = import_weights("univa", {k: p.grad if p.grad is not None else torch.zeros_like(p)
+                                    for k, p in theirs.named_parameters()}, ours)
+    worst, where = 0.0, None
+    for key, p in ours.named_parameters():
+        if p.grad is None:
+            assert not want[key].any(), key  # the unused pooler: no gradient on either side
+            continue
+        if key.endswith("pool.v.bias"):  # shifts every score alike: its true gradient is 0, both sides are noise
+            assert p.grad.abs().max() < 1e-4 and want[key].abs().max() < 1e-4, key
+            continue
+        err = (p.grad - want[key]).abs().max().item() / max(want[key].abs().max().item(), 1e-2)
+        if err > worst:
+            worst, where = err, key
+    print(f"univa (RoBERTa path) gradients: worst max|Δ| / max|g| = {worst:.2e} ({where})")
+    assert worst <= 1e-4, (worst, where)
