@@ -223,3 +223,65 @@ def test_carat_nonfinite_and_hostile(tmp_path):
     write_hostile_pickle(path, marker)
     expect_data_error(lambda: read_carat([path], spec=SPECS["m3ed"]), "not an allowed type")
     assert not marker.exists()
+
+
+# ----------------------------------------------------------------------------- the annotation file (text)
+
+
+def _write_annotations(ds, folder, order=None):
+    """UniVA's utt_annot.json for `ds`: per split, utterance id → text and emotions, in the pickles' order."""
+    import json
+
+    out = {}
+    for split in SPLITS:
+        rows = {}
+        for i in (order or {}).get(split, range(len(ds[split]))):
+            names = [M3ED_LABELS[k] for k in np.flatnonzero(ds[split].labels[i])]
+            rows[f"dia{i // 4}_utt{i % 4}_{split}"] = {"text": f"words of {split} {i} ünïcode", "Emotion": ",".join(names),
+                                                       "EmotionLevel": "1"}
+        out[split] = rows
+    path = folder / "utt_annot.json"
+    path.write_text(json.dumps(out, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def test_univa_annotations_give_ids_and_text_and_join_the_cache_key(tmp_path, univa):
+    ds, files = univa
+    assert load_dataset("m3ed", data_dir=tmp_path)["train"].text_raw is None
+    _write_annotations(ds, tmp_path / "m3ed")
+    out = load_dataset("m3ed", data_dir=tmp_path)  # the new file changes the cache key: read again
+    assert not out.report.from_cache
+    for split in SPLITS:
+        n = len(ds[split])
+        assert list(out[split].text_raw) == [f"words of {split} {i} ünïcode" for i in range(n)]
+        assert out[split].ids[1] == f"dia0_utt1_{split}"
+        np.testing.assert_array_equal(out[split].labels, ds[split].labels)
+    again = load_dataset("m3ed", data_dir=tmp_path)
+    assert again.report.from_cache and list(again["test"].text_raw) == list(out["test"].text_raw)
+
+
+def test_univa_annotations_in_another_order_or_shape_are_refused(tmp_path, univa):
+    ds, files = univa
+    folder = tmp_path / "m3ed"
+    y = ds["train"].labels
+    i, j = next((a, b) for a in range(len(y)) for b in range(a + 1, len(y)) if (y[a] != y[b]).any())
+    order = list(range(len(y)))
+    order[i], order[j] = j, i
+    _write_annotations(ds, folder, {"train": order})
+    expect_data_error(_read(files), "not in the pickles' order")
+    _write_annotations(ds, folder, {"valid": range(len(ds["valid"]) - 1)})
+    expect_data_error(_read(files), "annotates")
+    path = folder / "utt_annot.json"
+    for bad, words in (('{"train": [1, 2]}', "expected an object"), ("{not json", "not a readable JSON"),
+                       (b"\xff\xfe", "not a readable JSON"),
+                       ('{"train": {"a": {"text": 3, "Emotion": "Happy"}}}', "annotates")):
+        path.write_bytes(bad if isinstance(bad, bytes) else bad.encode())
+        expect_data_error(_read(files), words)
+    rows = {s: {f"u{k}": {"text": "t", "Emotion": "Joy"} for k in range(len(ds[s]))} for s in SPLITS}
+    import json
+
+    path.write_text(json.dumps(rows))
+    expect_data_error(_read(files), "'Joy', not one of")
+    rows["train"]["u0"] = {"text": None, "Emotion": "Happy"}
+    path.write_text(json.dumps(rows))
+    expect_data_error(_read(files), "lacks a string 'text'")

@@ -42,7 +42,7 @@ from pathlib import Path
 
 from mmerbench.data.readers.canonical import FILES as CANONICAL_FILES
 from mmerbench.data.readers.canonical import read_canonical
-from mmerbench.data.readers.m3ed import M3ED_LABELS, read_carat, read_univa, univa_files
+from mmerbench.data.readers.m3ed import M3ED_LABELS, UNIVA_ANNOTATIONS, read_carat, read_univa, univa_files
 from mmerbench.data.readers.mmsa import mmsa_reader
 from mmerbench.data.readers.mult import mult_reader
 from mmerbench.data.readers.nemu import NEMU_LABELS, read_nemu
@@ -174,7 +174,7 @@ def formats_of(name: str) -> tuple[DataFormat, ...]:
         return tuple(out)
     if name == "m3ed":
         return (DataFormat("univa-pkl", univa_files("M3ED", "m3ed"), _bound(read_univa, spec),
-                           "UniVA's utterance pickles"),
+                           "UniVA's utterance pickles", version=2, optional=(f"m3ed/{UNIVA_ANNOTATIONS}",)),
                 DataFormat("carat-pt", ("m3ed/m3ed_data_60.pt",), _bound(read_carat, spec),
                            "CARAT's dialogue-level file"))
     if name == "nemu":

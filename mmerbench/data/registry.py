@@ -40,6 +40,7 @@ class DataFormat:
     description: str = ""
     version: int = 1  # bump when the reader's output changes: cached conversions are rebuilt
     sha256: Mapping[str, str] = field(default_factory=dict)  # published checksums (file → hex digest)
+    optional: tuple[str, ...] = ()  # files the reader also reads when present (in the cache key when they are)
 
 
 @dataclass(frozen=True)
@@ -163,8 +164,10 @@ def load_dataset(
     if fmt is None:
         raise DataError(absent_message(name, data_dir))
     files = format_files(fmt, data_dir)
-    fp = fingerprint(files, reader=fmt.name, reader_version=fmt.version)
-    return load_or_build(join(cache, entry.name), fp, lambda: read_format(fmt, files), sources=files)
+    root = paths.data_root(data_dir)
+    present = [root / f for f in fmt.optional if (root / f).is_file()]
+    fp = fingerprint(files + present, reader=fmt.name, reader_version=fmt.version)
+    return load_or_build(join(cache, entry.name), fp, lambda: read_format(fmt, files), sources=files + present)
 
 
 def read_format(fmt: DataFormat, files: list[Path]) -> Dataset:

@@ -11,6 +11,13 @@ nine plain pickles per dataset, under ``final_feat/{T,A,V}/``:
   labels);
 * splits ``train``, ``valid``, ``test``; one sample per utterance.
 
+Optional beside ``final_feat/``: ``utt_annot.json``, the annotation file
+their RoBERTa path reads (``{split: {utterance_id: {"text": ..., "Emotion":
+"Happy,Sad", ...}}}``, in the pickles' sample order). When present it gives
+each utterance its id and its text (``text_raw``, for a pretrained text
+encoder); its emotions must equal the pickles' labels sample by sample, which
+catches a file from another release or order.
+
 Labels are ``labels_class`` (0/1, C = 7 for M3ED) in UniVA's order (happy,
 surprise, sad, disgust, anger, fear, neutral; the files carry no names), and
 the audio and vision files must agree on them. The ``<m>_utt_mask`` arrays
@@ -33,6 +40,7 @@ cut by the authors), its labels the emotions of any of its utterances.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 from pathlib import Path
@@ -62,6 +70,7 @@ from mmerbench.data.spec import SPLITS, DatasetSpec, ModalitySpec
 from mmerbench.errors import DataError
 
 UNIVA_KINDS = {"text": ("T", "text_glove300"), "audio": ("A", "audio_utt"), "vision": ("V", "vision_utt")}
+UNIVA_ANNOTATIONS = "utt_annot.json"  # beside final_feat/: utterance ids, text and emotions (their RoBERTa path)
 CARAT_KEYS = {"text": "src-text", "audio": "src-audio", "vision": "src-visual"}
 CARAT_SHAPES = {"text": (60, 768), "audio": (60, 342), "vision": (60, 1024)}
 M3ED_LABELS = ("Happy", "Surprise", "Sad", "Disgust", "Anger", "Fear", "Neutral")  # UniVA's order (its code)
@@ -82,6 +91,8 @@ def read_univa(files: list[Path], *, spec: DatasetSpec, labels: tuple[str, ...] 
     files = expect_files(files, 9, spec.name)
     by = {(m, s): files[i * 3 + j] for i, m in enumerate(UNIVA_KINDS) for j, s in enumerate(SPLITS)}
     report = LoadReport(source=str(files[0].parent.parent))
+    annot_path = files[0].parent.parent.parent / UNIVA_ANNOTATIONS
+    annotations = _read_json(annot_path) if annot_path.is_file() else None
     shapes: dict = {m: (None, None) for m in UNIVA_KINDS}
     splits = {}
     for split in SPLITS:
@@ -107,14 +118,53 @@ def read_univa(files: list[Path], *, spec: DatasetSpec, labels: tuple[str, ...] 
         if split == "train":
             shapes = shapes_of(inputs)
         y = _univa_labels(ys, n, labels, split)
-        ids = ids_array(None, n, split, where="")
-        splits[split] = finish_split(inputs, y, ids, report, split, masks=masks, extras=extras)
+        ids, text_raw = ids_array(None, n, split, where=""), None
+        if annotations is not None:
+            ids, text_raw = _annotated(annotations, annot_path, split, y, labels)
+        splits[split] = finish_split(inputs, y, ids, report, split, masks=masks, extras=extras, text_raw=text_raw)
         report.nonfinite[split].update(va_counts)
     report.notes.append(f"UniVA's utterance-level release; label order {', '.join(labels)} (UniVA's code; the "
-                        "files carry no names); raw per-modality VA as extras va_<modality>")
+                        "files carry no names); raw per-modality VA as extras va_<modality>"
+                        + (f"; ids and text from {UNIVA_ANNOTATIONS}" if annotations is not None else ""))
     modalities = {m: ModalitySpec(dim=d, length=n_) for m, (n_, d) in shapes.items()}
     out = spec.with_(labels=labels, modalities=modalities, splits={s: len(v) for s, v in splits.items()})
     return Dataset(out, splits, report)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise DataError(f"{path}: not a readable JSON file ({type(e).__name__}).") from None
+
+
+def _annotated(data: Any, path: Path, split: str, y: np.ndarray, labels: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Ids and text of `split` from the annotation file, refused unless its emotions are the pickles' labels."""
+    rows = data.get(split) if isinstance(data, dict) else None
+    if not isinstance(rows, dict):
+        raise DataError(f"{path}: expected an object with a {split!r} entry mapping utterance ids to annotations.")
+    if len(rows) != len(y):
+        raise DataError(f"{path}: split {split!r} annotates {len(rows)} utterances, but the pickles hold {len(y)}.")
+    ids, texts, got = [], [], np.zeros_like(y)
+    for i, (uid, row) in enumerate(rows.items()):
+        text, emotion = (row.get("text"), row.get("Emotion")) if isinstance(row, dict) else (None, None)
+        if not isinstance(text, str) or not isinstance(emotion, str):
+            raise DataError(f"{path}: utterance {str(uid)[:40]!r} of split {split!r} lacks a string 'text' "
+                            f"and 'Emotion'.")
+        names = [e.strip() for e in emotion.split(",") if e.strip()]
+        unknown = [e for e in names if e not in labels]
+        if unknown:
+            raise DataError(f"{path}: utterance {str(uid)[:40]!r} has emotion {unknown[0][:40]!r}, not one of "
+                            f"{', '.join(labels)}.")
+        got[i, [labels.index(e) for e in names]] = 1
+        ids.append(str(uid))
+        texts.append(text)
+    bad = np.flatnonzero((got != y).any(1))
+    if bad.size:
+        raise DataError(f"{path}: the emotions of utterance {ids[bad[0]][:40]!r} (sample {bad[0]} of {split!r}) "
+                        f"differ from the pickles' labels: the file is not in the pickles' order or release.")
+    return np.asarray(ids, dtype=str), np.asarray(texts, dtype=str)
 
 
 def _mask01(raw: Any, shape: tuple[int, int], *, where: str) -> np.ndarray:
