@@ -18,7 +18,7 @@ def test_precedence_defaults_preset_epochs_set():
     cfg = _resolve()
     assert cfg["params"]["hidden"] == 256 and cfg["params"]["threshold"] == 0.5
     cfg = _resolve(preset="small")
-    assert cfg["params"]["hidden"] == 64 and cfg["params"]["epochs"] == 5
+    assert cfg["params"]["hidden"] == 64 and cfg["params"]["epochs"] == 15
     cfg = _resolve(preset="small", epochs=9, overrides=["hidden=8", "epochs=11", "threshold=0.35"])
     assert cfg["params"]["hidden"] == 8 and cfg["params"]["epochs"] == 11 and cfg["params"]["threshold"] == 0.35
 
