@@ -38,7 +38,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from mmerbench.data.cache import publish
 from mmerbench.errors import DataError, MmerbenchError
+from mmerbench.locks import file_lock
 
 FEATURES = "features"
 FREEZE = ("none", "embeddings", "all")
@@ -200,11 +202,16 @@ def dataset_tokens(dataset, checkpoint: str, max_length: int, cache_root: Path,
            "dataset": dataset.spec.name, "texts": {s: _text_digest(dataset[s].text_raw) for s in splits}}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     entry = join(Path(cache_root) / "tokens", digest)
-    out = _load_tokens(entry, {s: len(dataset[s]) for s in splits}, max_length)
+    sizes = {s: len(dataset[s]) for s in splits}
+    out = _load_tokens(entry, sizes, max_length)
     if out is not None:
         return out
-    out = {s: tokenize(tokenizer, dataset[s].text_raw, max_length) for s in splits}
-    _write_tokens(entry, out, key)
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(entry.parent / f".{entry.name}.lock"):
+        out = _load_tokens(entry, sizes, max_length)  # another process may have written it while we waited
+        if out is None:
+            out = {s: tokenize(tokenizer, dataset[s].text_raw, max_length) for s in splits}
+            _write_tokens(entry, out, key)
     return out
 
 
@@ -223,7 +230,7 @@ def _load_tokens(entry: Path, sizes: dict[str, int], length: int) -> dict[str, t
 
 
 def _write_tokens(entry: Path, tokens: dict[str, tuple[np.ndarray, np.ndarray]], key: dict[str, Any]) -> None:
-    entry.parent.mkdir(parents=True, exist_ok=True)
+    """Written to a temporary sibling and published in one rename (call with the entry's lock held)."""
     tmp = entry.parent / f".{entry.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
         tmp.mkdir()
@@ -231,12 +238,7 @@ def _write_tokens(entry: Path, tokens: dict[str, tuple[np.ndarray, np.ndarray]],
             np.save(tmp / f"{s}.ids.npy", ids, allow_pickle=False)
             np.save(tmp / f"{s}.mask.npy", mask, allow_pickle=False)
         (tmp / "key.json").write_text(json.dumps(key, indent=1))
-        if entry.exists():
-            shutil.rmtree(entry, ignore_errors=True)
-        try:
-            os.replace(tmp, entry)
-        except OSError:  # another process wrote the same entry first: theirs holds the same tokens
-            pass
+        publish(tmp, entry)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -140,7 +140,9 @@ def test_tokens_are_cached_per_dataset_and_tokenizer(tmp_path, data_dir, tiny_be
     monkeypatch.undo()
     other = te.dataset_tokens(ds, str(tiny_roberta), 24, tmp_path / "cache")  # another tokenizer: its own entry
     assert (other["train"][0][:, 0] == 0).all()  # <s>
-    assert len(list((tmp_path / "cache" / "tokens").iterdir())) == 2
+    names = [p.name for p in (tmp_path / "cache" / "tokens").iterdir()]
+    assert len([n for n in names if not n.startswith(".")]) == 2
+    assert all(n.endswith(".lock") for n in names if n.startswith("."))  # each entry's writer lock, no leftovers
 
 
 def test_missing_checkpoint_is_one_sentence_and_no_download(tmp_path, monkeypatch):
@@ -173,7 +175,7 @@ def _req(tmp_path, model, method="univa", runs="runs", data_dir=None, **kw):
 
 
 class _Stop(Exception):
-    pass
+    """Raised from inside an epoch: the run is killed part-way, as by Ctrl-C."""
 
 
 def test_univa_fine_tunes_the_encoder_deterministically_and_resumes(tmp_path, data_dir, tiny_roberta):

@@ -173,6 +173,18 @@ def _check_file_names(modalities: Any, extras: Any, where: Path) -> None:
             raise DataError(f"Refused to write the cache in {where}: {owner} and {other} would share one file.")
 
 
+def publish(tmp: Path, entry: Path) -> None:
+    """Put the finished folder `tmp` in place of `entry`: the old entry is moved aside first, so a reader sees
+    the old folder or the new one, never a half-replaced one (call with the entry's lock held)."""
+    old = None
+    if entry.exists():
+        old = entry.parent / f".{entry.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(entry, old)
+    os.replace(tmp, entry)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def write(entry: Path, ds: Dataset, fp: dict[str, Any], sources: list[Path] = ()) -> None:
     entry.parent.mkdir(parents=True, exist_ok=True)
     tmp = entry.parent / f".{entry.name}.tmp-{uuid.uuid4().hex[:8]}"
@@ -201,13 +213,7 @@ def write(entry: Path, ds: Dataset, fp: dict[str, Any], sources: list[Path] = ()
             "sources": _source_hashes(list(sources)),
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        old = None
-        if entry.exists():
-            old = entry.parent / f".{entry.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(entry, old)
-        os.replace(tmp, entry)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        publish(tmp, entry)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
