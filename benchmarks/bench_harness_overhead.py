@@ -69,7 +69,7 @@ def measure(method: str, dataset: str, device: str, scale: float, repeats: int, 
     model.setup(data["train"])
     model = model.to(device)
     setup = model.configure_optimizer(train.num_batches(bs), int(p["epochs"]))
-    autocast = runner.autocast_factory(device, bool(p.get("amp", False)))
+    autocast = runner.autocast_factory(device, runner.run_dtype(prep.config, device))
 
     def gen(r: int) -> torch.Generator:
         return torch.Generator().manual_seed(1000 + r)

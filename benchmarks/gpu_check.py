@@ -4,7 +4,7 @@
     python benchmarks/gpu_check.py --device cpu --preset small --scale 0.01 --methods mlp mult
     python benchmarks/gpu_check.py --out gpu_check/ --methods hhmpn robmmr --dtypes bf16
 
-Per method and dtype (bf16 = the runner's autocast, so CUDA only; a CPU run checks fp32 and says so):
+Per method and dtype (``run --dtype``: bf16 autocast or float32; on a CPU only fp32 unless ``--dtypes`` names bf16):
 
 * **same seed** — two runs of ``--epochs 2`` on the synthetic MOSEI twin (or the method's first task
   twin), each in its own run store: identical test metrics;
@@ -53,9 +53,8 @@ def _dataset_for(method: str) -> str:
 def _request(args, method: str, dtype: str, runs: Path, **kw):
     from mmerbench.runner import RunRequest
 
-    overrides = ("amp=true",) if dtype == "bf16" else (("amp=false",) if _has(method, "amp") else ())
     return RunRequest(method=method, dataset=_dataset_for(method), seeds=(1,), epochs=2, preset=args.preset,
-                      overrides=overrides, device=args.device, data_dir=args.data_dir, runs_dir=str(runs),
+                      dtype=dtype, device=args.device, data_dir=args.data_dir, runs_dir=str(runs),
                       scale=args.scale, progress=False, **kw)
 
 
@@ -130,7 +129,7 @@ def step_gradients(args, method: str, dtype: str, *, overrides=(), checkpoint=Fa
     opt = torch.optim.SGD(model.parameters(), lr=0.0)
     batch = device_batch(spec, min(8, int(prep.config["params"]["batch_size"])), device, mods, seed=3)
     torch.manual_seed(11)
-    parts = model.training_step(batch, opt, autocast=autocast_factory(device, dtype == "bf16"))
+    parts = model.training_step(batch, opt, autocast=autocast_factory(device, dtype))
     return float(parts.total.detach()), {k: p.grad.float().cpu() for k, p in model.named_parameters() if p.grad is not None}
 
 
@@ -234,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cuda", help="cuda (default) or cpu (small presets, the tests' way)")
     ap.add_argument("--preset", default=None, help="a config preset, e.g. small (default: the paper configs)")
     ap.add_argument("--methods", nargs="*", default=None, help="default: every neural method")
-    ap.add_argument("--dtypes", nargs="*", default=["bf16", "fp32"])
+    ap.add_argument("--dtypes", nargs="*", default=None, help="default: bf16 fp32 on CUDA, fp32 on a CPU")
     ap.add_argument("--scale", type=float, default=0.02, help="synthetic twin size (fraction of the real splits)")
     ap.add_argument("--steps", type=int, default=5, help="timed training steps in the profile")
     ap.add_argument("--max-seconds", type=float, default=10.0, help="per profile phase")
@@ -247,8 +246,9 @@ def main(argv: list[str] | None = None) -> int:
 
     device = resolve_device(args.device)
     methods = args.methods or [n for n in METHODS.names() if get_method(n).kind == "torch"]
-    dtypes = [d for d in args.dtypes if d == "fp32" or device.startswith("cuda")]
-    note = "" if dtypes == args.dtypes else "bf16 skipped: the runner's bf16 is CUDA autocast; CPU runs float32."
+    cuda = device.startswith("cuda")
+    dtypes = args.dtypes or (["bf16", "fp32"] if cuda else ["fp32"])
+    note = "" if cuda or args.dtypes else "bf16 not asked for: on a CPU it runs with --dtypes bf16 (CPU autocast)."
     t = time.perf_counter()
     rows = []
     for method in methods:

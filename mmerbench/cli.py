@@ -80,8 +80,10 @@ def cli() -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.option("--max-memory", default=None, metavar="SIZE",
               help="Fit training into SIZE (e.g. 20GB): turn on checkpoint_layers, then exact gradient accumulation, as needed.")
+@click.option("--dtype", type=click.Choice(["fp32", "bf16"]), default=None,
+              help="Train and score in this precision on any device (bf16 = autocast). Default: bf16 on CUDA where the config's `amp` is on, else fp32.")
 def run(method, dataset, seeds, epochs, overrides, preset, device, data_dir, runs_dir, force, scale, data_seed, quiet,
-        max_memory):
+        max_memory, dtype):
     """Train and score METHOD on DATASET, one run per seed, into the run store.
 
     \b
@@ -94,7 +96,7 @@ def run(method, dataset, seeds, epochs, overrides, preset, device, data_dir, run
     req = RunRequest(
         method=method, dataset=dataset, seeds=tuple(dict.fromkeys(seeds)), epochs=epochs,
         overrides=tuple(overrides), preset=preset, device=device, data_dir=data_dir, runs_dir=runs_dir,
-        force=force, scale=scale, data_seed=data_seed, progress=not quiet, max_memory=max_memory,
+        force=force, scale=scale, data_seed=data_seed, progress=not quiet, max_memory=max_memory, dtype=dtype,
     )
     out = run_all(req)
     click.echo(run_table(out))
@@ -146,8 +148,9 @@ def evaluate(method, dataset, weights, origin, seed, overrides, preset, device, 
 @click.option("--force", is_flag=True, help="Score a corruption again even when its record exists.")
 @click.option("--scale", type=float, default=None, help="Synthetic twins: the --scale the runs used.")
 @click.option("--data-seed", type=int, default=None, help="Synthetic twins: the --data-seed the runs used.")
+@click.option("--dtype", type=click.Choice(["fp32", "bf16"]), default=None, help="The --dtype the runs used.")
 def robustness(method, dataset, seeds, corruptions, epochs, overrides, preset, device, data_dir, runs_dir, force,
-               scale, data_seed):
+               scale, data_seed, dtype):
     """Score finished runs' stored models on the test split under missing and corrupted modalities.
 
     \b
@@ -160,7 +163,7 @@ def robustness(method, dataset, seeds, corruptions, epochs, overrides, preset, d
     req = RobustnessRequest(method=method, dataset=dataset, seeds=tuple(dict.fromkeys(seeds)),
                             corruptions=tuple(corruptions), epochs=epochs, overrides=tuple(overrides),
                             preset=preset, device=device, data_dir=data_dir, runs_dir=runs_dir, force=force,
-                            scale=scale, data_seed=data_seed)
+                            scale=scale, data_seed=data_seed, dtype=dtype)
     out = run_robustness(req)
     if not out:
         return

@@ -118,7 +118,7 @@ def evaluate(req: EvaluateRequest) -> runner.SeedResult:
     model = model.to(device)
     mods = p.get("modalities") or list(spec.modalities)
     batch_size, threshold = int(p["batch_size"]), float(p["threshold"])
-    autocast = runner.autocast_factory(device, bool(p.get("amp", False)))
+    autocast = runner.autocast_factory(device, runner.run_dtype(prep.config, device))
     from mmerbench.methods.text_encoder import run_tokens
 
     tokens = run_tokens(p, dataset, req.data_dir, results.SPLITS_SCORED) or {}

@@ -105,7 +105,7 @@ def estimate(prep, dataset, device: str, *, checkpoint: bool, accumulate: int) -
 
     from mmerbench.data.batching import DeviceSplit
     from mmerbench.methods.base import set_layer_checkpointing
-    from mmerbench.runner import autocast_factory
+    from mmerbench.runner import autocast_factory, run_dtype
 
     p = prep.config["params"]
     spec = dataset.spec
@@ -117,7 +117,7 @@ def estimate(prep, dataset, device: str, *, checkpoint: bool, accumulate: int) -
     set_layer_checkpointing(model, checkpoint)
     n_params = sum(t.numel() for t in model.parameters() if t.requires_grad)
     probe = DeviceSplit(spec, dataset["train"], device, mods).take(torch.arange(min(PROBE, len(dataset["train"]))))
-    per_sample = saved_bytes(model, probe, autocast_factory(device, bool(p.get("amp", False)))) / len(probe)
+    per_sample = saved_bytes(model, probe, autocast_factory(device, run_dtype(prep.config, device))) / len(probe)
     micro = -(-int(p["batch_size"]) // max(1, accumulate))
     parts = {"state": n_params * 16, "data": data_bytes(dataset, mods),
              "activations": int(per_sample * micro * HEADROOM), "base": 0 if device.startswith("cuda") else CPU_BASE}

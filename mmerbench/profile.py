@@ -22,7 +22,8 @@ full-length masks, random features and labels: the worst case of a padded
 batch) and are cut by the runner's own batching code from device tensors, so
 profiling needs no data files. The process runs as the runner does:
 deterministic algorithms on, and the runner's autocast (bf16 on CUDA when the
-config's ``amp`` is on; CPU stays float32).
+config's ``amp`` is on; CPU stays float32); ``dtype="bf16"`` profiles bf16 autocast on
+any device, as ``run --dtype bf16`` trains.
 
 Timing: ``time.perf_counter`` on CPU; on CUDA one event before the first call
 and one after each call, read after a ``torch.cuda.synchronize()``. Latency
@@ -107,6 +108,7 @@ class ProfileRequest:
     infer_iters: int = 20
     max_seconds: float = 30.0  # per phase, once its minimum iterations are done
     write: bool = True
+    flops: bool = True  # False: skip the FLOP count (one more forward and training step at full batch)
 
 
 @dataclass
@@ -310,13 +312,12 @@ def device_batch(spec: DatasetSpec, n: int, device: str, modalities: list[str] |
 # ---------------------------------------------------------------------------- the profile
 
 
-def resolve_dtype(dtype: str | None, device: str, amp: bool) -> str:
+def resolve_dtype(dtype: str | None, config: dict[str, Any], device: str) -> str:
+    """The asked dtype, or the one the runner trains this config in on `device` (:func:`runner.run_dtype`)."""
     if dtype is None:
-        return "bf16" if amp and device.startswith("cuda") else "fp32"
+        return runner.run_dtype(config, device)
     if dtype not in DTYPES:
         raise MmerbenchError(f"Unknown dtype {dtype!r}: use fp32 or bf16.")
-    if dtype == "bf16" and not device.startswith("cuda"):
-        raise MmerbenchError("bf16 profiles need CUDA: the runner trains in float32 on CPU.")
     return dtype
 
 
@@ -393,7 +394,7 @@ def profile(req: ProfileRequest) -> ProfileResult:
     if prep.cls.kind != "torch":
         device = "cpu"  # scikit-learn baselines run on the CPU whatever the device
     params = prep.config["params"]
-    dtype = resolve_dtype(req.dtype, device, bool(params.get("amp", False)))
+    dtype = resolve_dtype(req.dtype, prep.config, device)
     runner.deterministic_mode(device)
     memory = PeakMemory(device)
     if prep.cls.kind == "torch":
@@ -442,7 +443,7 @@ def _profile_torch(prep, req: ProfileRequest, device: str, dtype: str, memory: P
     spec, p = prep.spec, prep.config["params"]
     bs = int(p["batch_size"])
     mods = p.get("modalities") or list(spec.modalities)
-    autocast = runner.autocast_factory(device, dtype == "bf16")
+    autocast = runner.autocast_factory(device, dtype)
     clock = Clock(device)
 
     torch.manual_seed(0)
@@ -493,6 +494,14 @@ def _profile_torch(prep, req: ProfileRequest, device: str, dtype: str, memory: P
     out["train_step_ms"] = 1000.0 * float(s.mean())
     iters["train"] = len(s)
 
+    if req.flops:
+        _count_flops(model, train_batch, step, autocast, bs, req.batch_sizes, device, out)
+    return out, iters
+
+
+def _count_flops(model, train_batch, step, autocast, bs, batch_sizes, device, out) -> None:
+    import torch
+
     # FLOPs of one forward (eval) and one training step at the training batch size, per sample.
     # The forward is counted with autograd on (and no backward): the counter's module tracker
     # fails under no_grad when a module is handed a parameter as an input; the count is the same.
@@ -509,9 +518,8 @@ def _profile_torch(prep, req: ProfileRequest, device: str, dtype: str, memory: P
     out["train_flops_per_sample"] = count_flops(step) / bs
     if device.startswith("cuda"):
         out["tflops_per_s_train"] = out["train_flops_per_sample"] * out["train_samples_per_s"] / 1e12
-        for b in sorted({int(x) for x in req.batch_sizes}):
+        for b in sorted({int(x) for x in batch_sizes}):
             out[f"tflops_per_s_infer_bs{b}"] = out["flops_per_sample"] * out[f"infer_samples_per_s_bs{b}"] / 1e12
-    return out, iters
 
 
 def _never_unpacked(_: Any) -> Any:

@@ -17,12 +17,13 @@ Protocol (the same for every method):
   ``<seed folder>/.lock`` (released by the kernel if the process dies); a
   second process says so in one line, waits, and then skips the finished run
   (or resumes a crashed one from its checkpoint).
-* On CUDA, bf16 autocast when the config's ``amp`` is on; CPU stays float32.
+* On CUDA, bf16 autocast when the config's ``amp`` is on; CPU stays float32. ``--dtype bf16``
+  asks for bf16 autocast on any device (a CPU with bf16 matrix units trains several times
+  faster), ``--dtype fp32`` for float32 anywhere; either is then in the config and its hash.
 """
 
 from __future__ import annotations
 
-import copy
 import io
 import os
 import platform
@@ -53,6 +54,7 @@ from mmerbench.registry import get_method
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 LOCK = ".lock"
+DTYPES = ("fp32", "bf16")
 
 
 @dataclass
@@ -71,6 +73,7 @@ class RunRequest:
     data_seed: int | None = None  # synthetic twins only
     progress: bool = True
     max_memory: str | None = None  # e.g. "20GB": pick checkpointing and accumulation to fit (mmerbench.memory)
+    dtype: str | None = None  # "fp32" | "bf16" on any device (then in the config and its hash); None: run_dtype's rule
 
 
 @dataclass
@@ -150,6 +153,13 @@ def prepare(req: RunRequest) -> Prepared:
         }
     elif req.scale is not None or req.data_seed is not None:
         raise MmerbenchError(f"--scale and --data-seed apply to synthetic twins only, not to {req.dataset!r}.")
+    if req.dtype is not None:
+        if req.dtype not in DTYPES:
+            raise MmerbenchError(f"Unknown dtype {req.dtype!r}: use {' or '.join(DTYPES)}.")
+        if cls.kind != "torch":
+            raise MmerbenchError(f"{req.method!r} is a scikit-learn baseline: it runs in float64 on the CPU; "
+                                 "drop --dtype.")
+        extra["dtype"] = req.dtype
     cfg = configlib.resolve(
         req.method,
         cls.config_package,
@@ -273,7 +283,7 @@ def _run(req: RunRequest, on_epoch_end: Callable[[int, dict], None] | None) -> l
     preflight.check_store(paths.runs_root(req.runs_dir))
     dataset: Dataset | None = None
     if req.max_memory is not None:
-        prep, dataset = _fit_memory(prep, device)
+        prep, dataset = fit_memory(prep, device)
     # Data first, before any seed folder or lock exists: a dataset that fails to load leaves the
     # run store as it was.
     if req.force or any(results.read_metrics(f) is None for f in prep.folders.values()):
@@ -293,7 +303,7 @@ def _run(req: RunRequest, on_epoch_end: Callable[[int, dict], None] | None) -> l
     return out
 
 
-def _fit_memory(prep: Prepared, device: str) -> tuple[Prepared, Dataset]:
+def fit_memory(prep: Prepared, device: str) -> tuple[Prepared, Dataset]:
     """Re-prepare the request with the settings :func:`mmerbench.memory.plan` picks for its budget."""
     from dataclasses import replace
 
@@ -428,7 +438,7 @@ def _run_torch(prep, dataset, seed, folder, device, on_epoch_end):
     p = prep.config["params"]
     epochs, batch_size = int(p["epochs"]), int(p["batch_size"])
     threshold, select = float(p["threshold"]), str(p.get("select", "loss"))
-    autocast = autocast_factory(device, bool(p.get("amp", False)))
+    autocast = autocast_factory(device, run_dtype(prep.config, device))
     higher = False if select == "loss" else metricslib.direction(select)
 
     mods = p.get("modalities") or list(spec.modalities)
@@ -525,16 +535,27 @@ def build_model(prep: Prepared, spec: DatasetSpec):
     return model
 
 
-def autocast_factory(device: str, amp: bool):
-    """The context the runner (and the profiler) wraps forward passes in: bf16 autocast on CUDA
-    when the config's ``amp`` is on, else a no-op (CPU runs stay float32)."""
+def run_dtype(config: dict[str, Any], device: str) -> str:
+    """The precision a config trains and scores in on `device`: the run's ``--dtype`` where one was
+    asked for (it is then in the config and its hash), else bf16 autocast on CUDA when the config's
+    ``amp`` is on, and float32 otherwise (so a CPU run stays float32 unless asked)."""
+    asked = config.get("dtype")
+    if asked is not None:
+        return str(asked)
+    return "bf16" if config["params"].get("amp", False) and device.startswith("cuda") else "fp32"
+
+
+def autocast_factory(device: str, dtype: str):
+    """The context the runner (and the profiler) wraps forward passes in: bf16 autocast on the
+    device for ``dtype="bf16"`` (CUDA, or the CPU's bf16 matrix units), else a no-op (float32)."""
     from contextlib import nullcontext
     from functools import partial
 
     import torch
 
-    if amp and device.startswith("cuda"):
-        return partial(torch.autocast, device_type="cuda", dtype=torch.bfloat16)
+    if dtype == "bf16":
+        return partial(torch.autocast, device_type="cuda" if device.startswith("cuda") else "cpu",
+                       dtype=torch.bfloat16)
     return nullcontext
 
 

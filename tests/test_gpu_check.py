@@ -29,7 +29,7 @@ def test_cpu_run_writes_both_reports_and_passes(gpu_check, tmp_path):
     assert row["same_seed"] is True and row["resume"] is True
     assert row["accumulation_max_abs_diff"] < 1e-4
     assert row["profile"]["train_samples_per_s"] > 0 and row["profile"]["latency_ms_p99"] > 0
-    assert [r["dtype"] for r in report["rows"]] == ["fp32"] and "bf16 skipped" in report["note"]
+    assert [r["dtype"] for r in report["rows"]] == ["fp32"] and "--dtypes bf16" in report["note"]
     assert "| mlp | fp32 | yes |" in md
 
 

@@ -52,6 +52,7 @@ class RobustnessRequest:
     force: bool = False
     scale: float | None = None
     data_seed: int | None = None
+    dtype: str | None = None  # the runs' --dtype
 
 
 @dataclass
@@ -91,7 +92,7 @@ def robustness(req: RobustnessRequest, log: Callable[[str], None] | None = None)
     prep = runner.prepare(runner.RunRequest(
         method=req.method, dataset=req.dataset, seeds=req.seeds, epochs=req.epochs, overrides=req.overrides,
         preset=req.preset, device=req.device, data_dir=req.data_dir, runs_dir=req.runs_dir, scale=req.scale,
-        data_seed=req.data_seed))
+        data_seed=req.data_seed, dtype=req.dtype))
     spec = prep.spec
     chosen = corr.parse(req.corruptions, spec) if req.corruptions else corr.default_corruptions(spec)
     unfinished = [s for s, f in prep.folders.items() if results.read_metrics(f) is None]
@@ -219,5 +220,5 @@ def _torch_scorer(prep, dataset, seed: int, folder: Path, device: str) -> Callab
     model = model.to(device)
     mods = p.get("modalities") or list(spec.modalities)
     batch_size = int(p["batch_size"])
-    autocast = runner.autocast_factory(device, bool(p.get("amp", False)))
+    autocast = runner.autocast_factory(device, runner.run_dtype(prep.config, device))
     return lambda split: runner.predict(model, DeviceSplit(spec, split, device, mods), batch_size, autocast)[0]
