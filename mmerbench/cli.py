@@ -543,8 +543,9 @@ def compare(a, b, dataset, metric, tests, runs_dir, alpha, resamples, seed):
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Data root (baselines read the dataset).")
 @click.option("--scale", type=float, default=None, help="Synthetic twins: the --scale of the runs to sit beside (part of the config hash).")
 @click.option("--data-seed", type=int, default=None, help="Synthetic twins: the --data-seed of those runs.")
+@click.option("--flops/--no-flops", default=True, show_default=True, help="Count FLOPs (one more forward and training step at the training batch size).")
 def profile(method, dataset, preset, overrides, device, batch_sizes, dtype, steps, warmup, latency_iters, max_seconds,
-            runs_dir, data_dir, scale, data_seed):
+            runs_dir, data_dir, scale, data_seed, flops):
     """Training throughput, batch-1 latency, inference throughput, peak memory, parameters and FLOPs
     of METHOD's config on DATASET; the record is stored beside that config's runs.
 
@@ -558,7 +559,7 @@ def profile(method, dataset, preset, overrides, device, batch_sizes, dtype, step
     req = ProfileRequest(method=method, dataset=dataset, preset=preset, overrides=tuple(overrides), device=device,
                          dtype=dtype, batch_sizes=tuple(batch_sizes), runs_dir=runs_dir, data_dir=data_dir,
                          scale=scale, data_seed=data_seed, warmup=warmup, train_steps=steps,
-                         latency_iters=latency_iters, max_seconds=max_seconds)
+                         latency_iters=latency_iters, max_seconds=max_seconds, flops=flops)
     res = run_profile(req)
     click.echo(format_record(res.record, res.path))
 

@@ -18,8 +18,8 @@ Protocol (the same for every method):
   second process says so in one line, waits, and then skips the finished run
   (or resumes a crashed one from its checkpoint).
 * On CUDA, bf16 autocast when the config's ``amp`` is on; CPU stays float32. ``--dtype bf16``
-  asks for bf16 autocast on any device (a CPU with bf16 matrix units trains several times
-  faster), ``--dtype fp32`` for float32 anywhere; either is then in the config and its hash.
+  asks for bf16 autocast on any device (on a CPU with bf16 matrix units the large models train
+  about 2x faster), ``--dtype fp32`` for float32 anywhere; either is then in the config and its hash.
 """
 
 from __future__ import annotations

@@ -46,6 +46,11 @@ def test_asked_dtype_is_in_the_config_and_hash_and_changes_the_numbers(tmp_path)
     assert 0 < diff < 0.1  # bf16 rounding reaches the scores, and only as rounding does
     (again,) = run(_req(tmp_path, dtype="bf16"))
     assert again.status == "skipped" and again.folder == bf16.folder
+    from mmerbench.report.leaderboard import LeaderboardRequest, build
+    from mmerbench.report.render import to_markdown
+
+    board = to_markdown(build(LeaderboardRequest(runs_dir=tmp_path / "runs", data="synthetic", plots=False)))
+    assert f"dtype bf16 · {bf16.folder.parent.name}" in board  # the two rows say which is which
 
 
 def test_bad_dtypes_are_one_sentence(tmp_path):

@@ -75,6 +75,14 @@ def test_mlp_flops_match_a_hand_count(tmp_path):
     assert res.record["metrics"]["train_flops_per_sample"] == 3 * forward
 
 
+def test_no_flops_skips_the_count_and_bf16_runs_on_cpu(tmp_path):
+    res = profile(ProfileRequest(method="mlp", dataset=ALIGNED, preset="small", runs_dir=str(tmp_path), flops=False,
+                                 dtype="bf16", **QUICK))
+    m = res.record["metrics"]
+    assert res.record["dtype"] == "bf16" and m["train_samples_per_s"] > 0
+    assert "flops_per_sample" not in m and "train_flops_per_sample" not in m
+
+
 def test_attention_flops_are_counted_on_cpu():
     b, h, length, d = 2, 4, 16, 8
     q = torch.randn(b, h, length, d)

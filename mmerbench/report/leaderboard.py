@@ -231,6 +231,8 @@ def _distinguishing(configs: list[ConfigRuns]) -> dict[str, str]:
         if presets_differ or c.preset:
             bits.append(f"preset {c.preset}" if c.preset else "no preset")
         bits += [f"{k}={_short(c.params.get(k))}" for k in differ]
+        if c.config.get("dtype"):  # `run --dtype`: outside params, but it changes the numbers
+            bits.append(f"dtype {c.config['dtype']}")
         bits.append(c.config_hash)
         out[c.config_hash] = " · ".join(bits)
     return out
