@@ -367,7 +367,12 @@ def test_resume_after_kill_inside_the_warmup_continues_it(tmp_path):
     (clean,) = run(RunRequest(runs_dir=str(tmp_path / "clean"), **common))
     assert resumed.status == "resumed" and resumed.metrics == clean.metrics
     hist = [json.loads((r.folder / "history.json").read_text()) for r in (resumed, clean)]
-    assert [h["train_loss"] for h in hist[0]] == [h["train_loss"] for h in hist[1]]
+    # Epoch 0 of the killed run was trained in another process: its float32 loss sums may differ in
+    # the last bit (vectorised kernels take alignment-dependent paths), so the history is compared to
+    # 1e-6; the selected model's metrics above are exact.
+    assert [set(h["train_loss"]) for h in hist[0]] == [set(h["train_loss"]) for h in hist[1]]
+    for mine, theirs in zip(hist[0], hist[1]):
+        assert mine["train_loss"] == pytest.approx(theirs["train_loss"], rel=1e-6, abs=0)
     first, second = hist[1][0]["train_loss"], hist[1][1]["train_loss"]
     assert first["total"] == pytest.approx(first["task"]) and second["total"] > second["task"]
 
