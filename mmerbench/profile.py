@@ -383,11 +383,17 @@ def _nvidia_driver() -> str | None:
 def profile(req: ProfileRequest) -> ProfileResult:
     """Profile one config (see the module docstring) and store the record beside its runs."""
     _check_request(req)
-    prep = runner.prepare(runner.RunRequest(
-        method=req.method, dataset=req.dataset, preset=req.preset, overrides=tuple(req.overrides),
-        device=req.device, data_dir=req.data_dir, runs_dir=req.runs_dir, scale=req.scale,
-        data_seed=req.data_seed, progress=False))
+    ask = runner.RunRequest(method=req.method, dataset=req.dataset, preset=req.preset, overrides=tuple(req.overrides),
+                            device=req.device, data_dir=req.data_dir, runs_dir=req.runs_dir, scale=req.scale,
+                            data_seed=req.data_seed, progress=False)
+    prep = runner.prepare(ask)
     device = runner.resolve_device(req.device)
+    if prep.cls.kind == "torch" and req.dtype in runner.DTYPES and req.dtype != runner.run_dtype(prep.config, device):
+        # Another precision than this config's runs train in is the config of `run --dtype` (its own hash),
+        # so the record lands beside those runs.
+        from dataclasses import replace
+
+        prep = runner.prepare(replace(ask, dtype=req.dtype))
     preflight.check_config(prep)
     if req.write:
         preflight.check_store(paths.runs_root(req.runs_dir))

@@ -12,7 +12,8 @@ from mmerbench.runner import RunRequest, autocast_factory, prepare, run, run_dty
 
 
 def _req(tmp_path, **kw):
-    return RunRequest(method="mlp", dataset="synth-mosei-aligned", preset="small", epochs=2, scale=0.01,
+    kw.setdefault("epochs", 2)
+    return RunRequest(method="mlp", dataset="synth-mosei-aligned", preset="small", scale=0.01,
                       device="cpu", progress=False, data_dir=str(tmp_path / "data"),
                       runs_dir=str(tmp_path / "runs"), **kw)
 
@@ -71,3 +72,17 @@ def test_robustness_finds_a_bf16_run_by_its_dtype(tmp_path):
         robustness(RobustnessRequest(**ask))  # the float32 run was never made
     (scored,) = robustness(RobustnessRequest(**ask, dtype="bf16"))
     assert scored.status == "scored"
+
+
+def test_a_bf16_profile_lands_beside_the_bf16_runs(tmp_path):
+    from mmerbench.profile import ProfileRequest, profile
+
+    (bf16,) = run(_req(tmp_path, dtype="bf16", epochs=None))  # a profile has the config's epochs
+    res = profile(ProfileRequest(method="mlp", dataset="synth-mosei-aligned", preset="small", scale=0.01,
+                                 device="cpu", dtype="bf16", runs_dir=str(tmp_path / "runs"), warmup=0, train_steps=1,
+                                 latency_iters=1, batch_sizes=(), flops=False))
+    assert res.config_hash == bf16.folder.parent.name and res.path.parent.parent == bf16.folder.parent
+    plain = profile(ProfileRequest(method="mlp", dataset="synth-mosei-aligned", preset="small", scale=0.01,
+                                   device="cpu", runs_dir=str(tmp_path / "runs"), warmup=0, train_steps=1,
+                                   latency_iters=1, batch_sizes=(), flops=False))
+    assert plain.config_hash == prepare(_req(tmp_path, epochs=None)).config_hash  # fp32 on a CPU: the default
