@@ -72,6 +72,11 @@ def test_robustness_finds_a_bf16_run_by_its_dtype(tmp_path):
         robustness(RobustnessRequest(**ask))  # the float32 run was never made
     (scored,) = robustness(RobustnessRequest(**ask, dtype="bf16"))
     assert scored.status == "scored"
+    from mmerbench.report.leaderboard import LeaderboardRequest, build
+    from mmerbench.report.render import to_markdown
+
+    alone = to_markdown(build(LeaderboardRequest(runs_dir=tmp_path / "runs", data="synthetic", plots=False)))
+    assert "dtype bf16" in alone  # the only config of its method, and still named
 
 
 def test_a_bf16_profile_lands_beside_the_bf16_runs(tmp_path):

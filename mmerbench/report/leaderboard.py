@@ -8,7 +8,7 @@ profiles beside the configs (:func:`mmerbench.results.collect_profiles`).
 Per table:
 
 * rows: a method, or a method's config when it has several in the table
-  (named by its preset, the settings that differ and its hash);
+  (named by its preset, the settings that differ, a `run --dtype` and its hash);
 * columns: the chosen metrics with direction arrows (from
   :mod:`mmerbench.metrics`), each cell mean ± std over seeds (sample std,
   ddof = 1; a single seed shows its value) with the seed count; the best
@@ -321,7 +321,8 @@ def build_table(
     by_method: dict[str, list[ConfigRuns]] = defaultdict(list)
     for c in configs:
         by_method[c.method].append(c)
-    several = {m for m, cs in by_method.items() if len(cs) > 1}
+    # A `run --dtype` config is named even alone: nothing else in its row says it is not the default precision.
+    several = {m for m, cs in by_method.items() if len(cs) > 1 or any(c.config.get("dtype") for c in cs)}
     labels = {}
     for m in several:
         labels.update(_distinguishing(by_method[m]))
