@@ -175,7 +175,8 @@ def _check_file_names(modalities: Any, extras: Any, where: Path) -> None:
 
 def publish(tmp: Path, entry: Path) -> None:
     """Put the finished folder `tmp` in place of `entry`: the old entry is moved aside first, so a reader sees
-    the old folder or the new one, never a half-replaced one (call with the entry's lock held)."""
+    the old folder or the new one, never a half-replaced one (with the entry's lock held where another
+    process may write it: the caches; also the canonical export)."""
     old = None
     if entry.exists():
         old = entry.parent / f".{entry.name}.old-{uuid.uuid4().hex[:8]}"

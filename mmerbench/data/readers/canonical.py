@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from mmerbench.data.cache import publish
 from mmerbench.data.dataset import Dataset, LoadReport, zero_nonfinite
 from mmerbench.data.readers.common import finish_split
 from mmerbench.data.spec import SPLITS, DatasetSpec, check_names
@@ -314,13 +315,7 @@ def write_canonical(ds: Dataset, out: str | os.PathLike, *, overwrite: bool = Fa
         if ds.report.source:
             meta["source_note"] = f"exported from {ds.report.source}"
         (tmp / SPEC_FILE).write_text(yaml.safe_dump(meta, sort_keys=False, allow_unicode=True), encoding="utf-8")
-        old = None
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        publish(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
